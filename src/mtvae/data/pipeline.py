@@ -1,0 +1,385 @@
+"""``prepare``: sources -> filtered songs -> tokens + bar data -> DATA_DIR.
+
+Two parallel passes over the songs:
+
+1. *inspect* (fast: read, hash, parse): content hash, programs, note count. The program filter,
+   per-genre sampling and the split need only this.
+2. *tokenize* (the slow part) for the songs kept, with a per-file cache keyed by content hash
+   and tokenizer settings, so a re-run only processes new or changed files.
+
+The outputs are staged and moved into DATA_DIR at the end with ``meta.json`` written last; a
+run that dies midway leaves no ``meta.json``, and ``load_meta`` refuses such a folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import warnings
+from collections import Counter, defaultdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from . import tokens as T
+from .sources import SourceItem, list_source, materialize, read_labels
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+UNKNOWN_GENRE = "unknown"
+# What the cache depends on besides the file: change any of it and old entries are not reused.
+CACHE_KEY = hashlib.sha1(
+    repr([sorted(T.TOKENIZER_PARAMS.items()), T.POS_PER_BEAT, T.SUBBEATS_PER_BEAT, 1]).encode()
+).hexdigest()[:12]
+
+
+def split_of(content_hash: str) -> str:
+    """90/5/5 by the content hash: stable when files are added, one split per duplicate."""
+    bucket = int(content_hash[:8], 16) % 100
+    return "train" if bucket < 90 else "valid" if bucket < 95 else "test"
+
+
+# ----------------------------------------------------------------------------- workers
+
+_TOKENIZER = None
+_TABLES = None
+
+
+def _init_worker() -> None:
+    global _TOKENIZER, _TABLES
+    warnings.filterwarnings("ignore")  # miditok/music21 chatter would break the progress bar
+    _TOKENIZER = T.make_tokenizer()
+    _TABLES = T.TokenTables(_TOKENIZER)
+
+
+def _inspect(item: SourceItem) -> dict:
+    """Hash and parse one file. Never raises: errors come back as a reason."""
+    import symusic
+
+    try:
+        path = materialize(item)
+        data = path.read_bytes()
+    except Exception as e:  # noqa: BLE001 - any failure to read or convert skips the file
+        return {"error": f"cannot read: {type(e).__name__}: {e}".strip()}
+    if not data:
+        return {"error": "empty file"}
+    digest = hashlib.sha1(data).hexdigest()
+    try:
+        score = symusic.Score.from_midi(data)
+    except Exception as e:  # noqa: BLE001 - symusic raises plain RuntimeError/ValueError
+        return {"error": f"not valid MIDI: {e}".strip(), "hash": digest}
+    tracks = [t for t in score.tracks if t.note_num() > 0]
+    if not tracks:
+        return {"error": "no notes", "hash": digest}
+    programs = sorted({-1 if t.is_drum else int(t.program) for t in tracks})
+    return {"hash": digest, "programs": programs}
+
+
+def _cache_path(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / digest[:2] / f"{digest}.npz"
+
+
+def _tokenize(job: tuple[SourceItem, str, str]) -> dict:
+    """Tokenize one file (or load it from the cache). Never raises."""
+    import symusic
+
+    item, digest, cache_dir = job
+    cpath = _cache_path(Path(cache_dir), digest)
+    if cpath.exists():
+        try:
+            with np.load(cpath, allow_pickle=False) as z:
+                return {k: z[k] for k in ("ids", "bar_starts", "rhythm", "polyphony")} | {"cached": True}
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
+            pass
+    try:
+        score = symusic.Score.from_midi(Path(item.path).read_bytes())
+        song = T.encode_score(score, _TOKENIZER, _TABLES)
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"tokenizer failed: {type(e).__name__}: {e}"}
+    if len(song.bar_starts) == 0 or len(song.ids) == 0:
+        return {"error": "no notes in the tokenizer's pitch range"}
+    out = {"ids": song.ids, "bar_starts": song.bar_starts, "rhythm": song.rhythm,
+           "polyphony": song.polyphony}
+    cpath.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cpath.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **out)
+    os.replace(tmp, cpath)
+    return out | {"cached": False}
+
+
+def _run_pool(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
+    """Map ``fn`` over ``jobs`` on ``workers`` processes with one progress bar; keeps order."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress, leave=False)
+    results: list = [None] * len(jobs)
+    if workers <= 1 or len(jobs) < 8:
+        _init_worker()
+        for i, job in enumerate(jobs):
+            results[i] = fn(job)
+            bar.update()
+    else:
+        # fork: workers inherit the imported modules, so they start in milliseconds
+        with get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+            chunk = max(1, min(16, len(jobs) // (workers * 8)))
+            for i, res in pool.imap_unordered(_indexed(fn), enumerate(jobs), chunksize=chunk):
+                results[i] = res
+                bar.update()
+    bar.close()
+    return results
+
+
+class _indexed:
+    """Picklable wrapper: (i, job) -> (i, fn(job))."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, ij):
+        return ij[0], self.fn(ij[1])
+
+
+# ----------------------------------------------------------------------------- prepare
+
+
+def prepare(
+    sources: list[str] | str,
+    out: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    genres: list[str] | None = None,
+    programs: list[int] | None = None,
+    per_genre: int | None = None,
+    seed: int = 0,
+    max_files: int | None = None,
+    workers: int | None = None,
+    bpe_vocab: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Build a DATA_DIR from MIDI sources; return the report (also written to report.json).
+
+    Raises ``UserError`` for bad input (missing source, malformed labels, a genre that matches
+    nothing, ...). Corrupt or empty files are skipped and listed in the report.
+    """
+    if isinstance(sources, str):
+        sources = [sources]
+    if not sources:
+        raise UserError("no source given")
+    for p in programs or []:
+        if not 0 <= p <= 127:
+            raise UserError(f"--program {p}: General MIDI programs are 0..127")
+    if per_genre is not None and per_genre < 1:
+        raise UserError("--per-genre must be at least 1")
+    if max_files is not None and max_files < 1:
+        raise UserError("--max-files must be at least 1")
+    workers = workers or os.cpu_count() or 1
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a folder")
+
+    label_map = read_labels(labels) if labels else None
+    items: list[SourceItem] = []
+    for spec in sources:
+        items.extend(list_source(spec, label_map))
+    report: dict = {"sources": sources, "found": len(items)}
+
+    # genre filter: needs only the listing
+    if genres:
+        wanted = {g.lower() for g in genres}
+        found = sorted({i.genre for i in items if i.genre})
+        if not found:
+            raise UserError("--genre needs genre labels: pass --labels FILE (no song has a genre)")
+        kept = [i for i in items if i.genre and i.genre.lower() in wanted]
+        if not kept:
+            raise UserError(
+                f"--genre {', '.join(genres)} matches no song; genres found: {', '.join(found)}"
+            )
+        report["filtered_genre"] = len(items) - len(kept)
+        items = kept
+    if max_files is not None and len(items) > max_files:
+        report["filtered_max_files"] = len(items) - max_files
+        items = sorted(random.Random(seed).sample(items, max_files), key=lambda i: (i.source, i.rel))
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache_dir = out / "cache" / CACHE_KEY
+    skipped: list[dict] = []
+
+    info = _run_pool(_inspect, items, workers, "inspect", progress)
+    alive = []
+    for item, res in zip(items, info):
+        if "error" in res:
+            skipped.append({"path": item.name, "reason": res["error"]})
+        else:
+            alive.append((item, res))
+
+    if programs:
+        want = set(programs)
+        kept = [(i, r) for i, r in alive if want & set(r["programs"])]
+        report["filtered_program"] = len(alive) - len(kept)
+        alive = kept
+
+    if per_genre is not None:
+        by_genre: dict[str, list[str]] = defaultdict(list)
+        for item, _ in alive:
+            g = item.genre or UNKNOWN_GENRE
+            if item.song not in by_genre[g]:
+                by_genre[g].append(item.song)
+        rng = random.Random(seed)
+        chosen = set()
+        for g in sorted(by_genre):
+            songs = sorted(by_genre[g])
+            chosen.update(rng.sample(songs, min(per_genre, len(songs))))
+        kept = [(i, r) for i, r in alive if i.song in chosen]
+        report["filtered_per_genre"] = len(alive) - len(kept)
+        alive = kept
+
+    jobs = [(item, res["hash"], str(cache_dir)) for item, res in alive]
+    encoded = _run_pool(_tokenize, jobs, workers, "tokenize", progress)
+    songs = []
+    for (item, res), enc in zip(alive, encoded):
+        if "error" in enc:
+            skipped.append({"path": item.name, "reason": enc["error"]})
+        else:
+            songs.append((item, res, enc))
+    report["skipped"] = skipped
+    report["kept"] = len(songs)
+    report["reused_from_cache"] = sum(1 for *_, e in songs if e.get("cached"))
+    if not songs:
+        raise UserError(
+            "no song left to keep"
+            + (f" ({len(skipped)} skipped: first was {skipped[0]['path']}: {skipped[0]['reason']})"
+               if skipped else " after filtering")
+        )
+
+    _write_data_dir(out, songs, report, bpe_vocab, progress)
+    return report
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None, progress: bool) -> None:
+    tokenizer = T.make_tokenizer()
+    by_split: dict[str, list] = {s: [] for s in SPLITS}
+    for item, res, enc in songs:
+        by_split[split_of(res["hash"])].append((item, res, enc))
+    for s in SPLITS:
+        by_split[s].sort(key=lambda x: (x[0].source, x[0].rel))
+
+    train = by_split["train"] or [x for s in SPLITS for x in by_split[s]]
+    edges = {
+        "rhythm": T.attribute_edges(np.concatenate([e["rhythm"] for *_, e in train])),
+        "polyphony": T.attribute_edges(np.concatenate([e["polyphony"] for *_, e in train])),
+    }
+
+    if bpe_vocab:
+        base = len(tokenizer.vocab)
+        if bpe_vocab <= base:
+            raise UserError(f"--bpe-vocab must exceed the base vocabulary ({base} tokens)")
+        T.train_bpe(tokenizer, [(e["ids"], e["bar_starts"]) for *_, e in train], bpe_vocab)
+
+    genres = [UNKNOWN_GENRE] + sorted({i.genre for i, *_ in songs if i.genre} - {UNKNOWN_GENRE})
+    genre_index = {g: k for k, g in enumerate(genres)}
+
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        tokenizer.save(stage / "tokenizer.json")
+        manifest_rows = []
+        report["splits"] = {}
+        for s in SPLITS:
+            ids_list, starts_list, rhythm, poly, genre_ids = [], [], [], [], []
+            for item, res, enc in by_split[s]:
+                ids, starts = enc["ids"], enc["bar_starts"]
+                if bpe_vocab:
+                    ids, starts = T.apply_bpe(tokenizer, ids, starts)
+                ids_list.append(np.asarray(ids, dtype=np.int32))
+                starts_list.append(np.asarray(starts, dtype=np.int32))
+                rhythm.append(T.attribute_classes(enc["rhythm"], edges["rhythm"]))
+                poly.append(T.attribute_classes(enc["polyphony"], edges["polyphony"]))
+                genre_ids.append(genre_index[item.genre or UNKNOWN_GENRE])
+                manifest_rows.append({
+                    "source": item.source, "path": item.rel, "file": item.path,
+                    "hash": res["hash"], "genre": item.genre or "",
+                    "programs": " ".join(map(str, res["programs"])), "split": s,
+                    "tokens": len(ids), "bars": len(starts),
+                })
+            _save_split(stage / s, ids_list, starts_list, rhythm, poly, genre_ids)
+            report["splits"][s] = {
+                "songs": len(ids_list),
+                "tokens": int(sum(len(x) for x in ids_list)),
+                "bars": int(sum(len(x) for x in starts_list)),
+            }
+        with open(stage / "manifest.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(manifest_rows[0]))
+            w.writeheader()
+            w.writerows(manifest_rows)
+        (stage / "attributes.json").write_text(json.dumps(
+            {"classes": T.NUM_CLASSES, "edges": edges,
+             "definition": {"rhythm": "share of sub-beats (4 per beat) with an onset",
+                            "polyphony": "mean notes sounding at an onset"}}, indent=2))
+        (stage / "report.json").write_text(json.dumps(report, indent=2))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "vocab_size": len(tokenizer),
+            "base_vocab_size": len(tokenizer.vocab),
+            "bpe": bool(bpe_vocab),
+            "genres": genres,
+            "attribute_classes": T.NUM_CLASSES,
+            "pad_id": int(tokenizer.pad_token_id),
+            "splits": report["splits"],
+        }
+
+        # swap in: invalidate first, move, then validate with meta.json last
+        (out / "meta.json").unlink(missing_ok=True)
+        for entry in stage.iterdir():
+            target = out / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+        tmp = out / ".meta.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, out / "meta.json")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _save_split(folder: Path, ids_list, starts_list, rhythm, poly, genre_ids) -> None:
+    """One flat array per field plus offsets: loads with mmap, no pickle."""
+    folder.mkdir(parents=True)
+
+    def offsets(parts):
+        return np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+
+    def cat(parts, dtype):
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+    np.save(folder / "tokens.npy", cat(ids_list, np.int32))
+    np.save(folder / "token_offsets.npy", offsets(ids_list))
+    np.save(folder / "bar_starts.npy", cat(starts_list, np.int32))
+    np.save(folder / "bar_offsets.npy", offsets(starts_list))
+    np.save(folder / "rhythm.npy", cat(rhythm, np.uint8))
+    np.save(folder / "polyphony.npy", cat(poly, np.uint8))
+    np.save(folder / "genre.npy", np.asarray(genre_ids, dtype=np.int16))
+
+
+def summarize(report: dict) -> str:
+    """A few human-readable lines about a prepare run."""
+    lines = [f"found {report['found']} files, kept {report['kept']}"]
+    for key in ("filtered_genre", "filtered_program", "filtered_per_genre", "filtered_max_files"):
+        if report.get(key):
+            lines.append(f"  {key.replace('_', ' ')}: {report[key]}")
+    if report.get("skipped"):
+        lines.append(f"  skipped {len(report['skipped'])}:")
+        reasons = Counter(s["reason"].split(":")[0] for s in report["skipped"])
+        lines += [f"    {n} × {r}" for r, n in reasons.most_common()]
+    for s, d in report.get("splits", {}).items():
+        lines.append(f"  {s:5s}: {d['songs']:6d} songs {d['tokens']:10d} tokens {d['bars']:8d} bars")
+    return "\n".join(lines)

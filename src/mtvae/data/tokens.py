@@ -1,0 +1,193 @@
+"""Tokens: a score becomes miditok REMI+ ids, bar boundaries and two bar attributes.
+
+REMI with programs in one stream, tempos and time signatures. Every bar starts with a ``Bar``
+token (and, in this configuration, a ``TimeSig`` token), so bar boundaries are the indices of
+the ``Bar`` tokens. Positions run at 8 per beat, a beat being the time signature's
+denominator note, so a bar of n/d has ``8 * n`` positions.
+
+Bar attributes (MuseMorphose's), computed from the tokens so that they describe exactly what
+the model sees and can be measured the same way on generated music:
+
+* rhythmic intensity — the share of the bar's sub-beats (4 per beat) that hold an onset;
+* polyphony — the mean number of notes sounding at the bar's onsets (notes held over from
+  earlier bars count).
+
+Both become 8 classes through quantile edges computed on the train split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import symusic
+from miditok import REMI, TokenizerConfig, TokSequence
+
+NUM_CLASSES = 8
+POS_PER_BEAT = 8
+SUBBEATS_PER_BEAT = 4
+
+TOKENIZER_PARAMS = dict(
+    pitch_range=(21, 109),
+    beat_res={(0, 4): 8, (4, 12): 4},
+    num_velocities=32,
+    special_tokens=["PAD", "BOS", "EOS", "MASK"],
+    use_chords=False,
+    use_rests=False,
+    use_tempos=True,
+    use_time_signatures=True,
+    use_programs=True,
+    one_token_stream_for_programs=True,
+    num_tempos=32,
+    tempo_range=(40, 250),
+)
+
+
+def make_tokenizer() -> REMI:
+    """The project's REMI+ tokenizer (untrained: base vocabulary only)."""
+    return REMI(TokenizerConfig(**TOKENIZER_PARAMS))
+
+
+@dataclass
+class EncodedSong:
+    ids: np.ndarray  # int16 base-vocabulary ids
+    bar_starts: np.ndarray  # int32, index of each bar's first token
+    rhythm: np.ndarray  # float32 per bar, rhythmic intensity in [0, 1]
+    polyphony: np.ndarray  # float32 per bar, mean notes sounding at an onset
+
+
+class TokenTables:
+    """Per-id lookup arrays so the attribute pass is a loop over ints, not strings."""
+
+    KIND_OTHER, KIND_BAR, KIND_TIMESIG, KIND_POSITION, KIND_PITCH, KIND_DURATION = range(6)
+
+    def __init__(self, tokenizer: REMI):
+        n = len(tokenizer.vocab)
+        self.kind = np.zeros(n, dtype=np.int8)
+        self.value = np.zeros(n, dtype=np.int32)
+        for tok, i in tokenizer.vocab.items():
+            name, _, val = tok.partition("_")
+            if name == "Bar":
+                self.kind[i] = self.KIND_BAR
+            elif name == "TimeSig":
+                self.kind[i] = self.KIND_TIMESIG
+                self.value[i] = int(val.split("/")[0]) * POS_PER_BEAT  # positions per bar
+            elif name == "Position":
+                self.kind[i] = self.KIND_POSITION
+                self.value[i] = int(val)
+            elif name in ("Pitch", "PitchDrum"):
+                self.kind[i] = self.KIND_PITCH
+            elif name == "Duration":
+                beats, frac, res = (int(x) for x in val.split("."))
+                self.kind[i] = self.KIND_DURATION
+                self.value[i] = round((beats + frac / res) * POS_PER_BEAT)
+        self.kind_list = self.kind.tolist()
+        self.value_list = self.value.tolist()
+
+
+def bar_attributes(ids, tables: TokenTables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bar starts, rhythmic intensity and polyphony of a base-id sequence."""
+    kind, value = tables.kind_list, tables.value_list
+    K = TokenTables
+    bar_starts: list[int] = []
+    bar_len: list[int] = []  # positions per bar
+    onsets: list[list[tuple[int, int]]] = []  # per bar: (global position, duration)
+    bar_origin = 0  # global position of the current bar's start
+    pos = 0
+    pending = False  # a Pitch was seen; its Duration is still to come
+    for i, t in enumerate(ids):
+        k = kind[t]
+        if k == K.KIND_BAR:
+            if bar_starts:
+                bar_origin += bar_len[-1]
+            bar_starts.append(i)
+            bar_len.append(4 * POS_PER_BEAT)  # 4/4 until a TimeSig says otherwise
+            onsets.append([])
+            pos = 0
+        elif k == K.KIND_TIMESIG and bar_starts:
+            bar_len[-1] = value[t]
+        elif k == K.KIND_POSITION:
+            pos = value[t]
+        elif k == K.KIND_PITCH:
+            pending = True
+        elif k == K.KIND_DURATION and pending and bar_starts:
+            onsets[-1].append((bar_origin + pos, max(value[t], 1)))
+            pending = False
+
+    n = len(bar_starts)
+    origins = np.concatenate([[0], np.cumsum(bar_len)]).tolist()  # global start of each bar
+    sub = POS_PER_BEAT // SUBBEATS_PER_BEAT
+    rhythm = np.zeros(n, dtype=np.float32)
+    poly = np.zeros(n, dtype=np.float32)
+    active: list[tuple[int, int]] = []  # notes that may still sound: (start, end)
+    for b in range(n):
+        notes = onsets[b]
+        if notes:
+            starts = sorted({p for p, _ in notes})
+            active.extend((p, p + d) for p, d in notes)
+            counts = [sum(1 for s, e in active if s <= t < e) for t in starts]
+            poly[b] = float(np.mean(counts))
+            n_sub = max(bar_len[b] // sub, 1)
+            rhythm[b] = len({(p - origins[b]) // sub for p in starts}) / n_sub
+        active = [(s, e) for s, e in active if e > origins[b + 1]]
+    return np.asarray(bar_starts, dtype=np.int32), rhythm, poly
+
+
+def encode_score(score: symusic.Score, tokenizer: REMI, tables: TokenTables) -> EncodedSong:
+    """Encode a score with the base vocabulary (no BPE) and compute its bar data."""
+    seq = tokenizer.encode(score)
+    if isinstance(seq, list):  # never with one_token_stream, but be explicit
+        raise TypeError("tokenizer must use one token stream for all programs")
+    ids = np.asarray(seq.ids, dtype=np.int16)
+    starts, rhythm, poly = bar_attributes(seq.ids, tables)
+    return EncodedSong(ids, starts, rhythm, poly)
+
+
+def attribute_edges(values: np.ndarray) -> list[float]:
+    """Seven quantile edges that cut ``values`` into 8 classes."""
+    if len(values) == 0:
+        return [0.0] * (NUM_CLASSES - 1)
+    qs = np.linspace(0, 1, NUM_CLASSES + 1)[1:-1]
+    return [float(x) for x in np.quantile(values, qs)]
+
+
+def attribute_classes(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Class 0..7 of each value given the saved quantile edges."""
+    return np.searchsorted(np.asarray(edges), values, side="right").astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- BPE
+
+
+def bar_chunks(ids: np.ndarray, bar_starts: np.ndarray) -> list[np.ndarray]:
+    """Split a song's ids into bars (a prefix before the first bar stays with bar 0)."""
+    cuts = list(bar_starts[1:]) if len(bar_starts) else []
+    return np.split(ids, cuts)
+
+
+def train_bpe(tokenizer: REMI, songs: list[tuple[np.ndarray, np.ndarray]], vocab_size: int) -> None:
+    """Train miditok BPE on (ids, bar_starts) songs; merges never cross a bar line."""
+
+    class _Bars:  # miditok wants a sized iterable of per-song lists of per-bar byte strings
+        def __len__(self):
+            return len(songs)
+
+        def __iter__(self):
+            for ids, starts in songs:
+                yield [
+                    tokenizer._ids_to_bytes(c.tolist(), as_one_str=True)
+                    for c in bar_chunks(ids, starts)
+                ]
+
+    tokenizer.train(vocab_size=vocab_size, model="BPE", iterator=_Bars())
+
+
+def apply_bpe(tokenizer: REMI, ids: np.ndarray, bar_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """BPE-encode a song bar by bar; return new ids and new bar starts."""
+    chunks = bar_chunks(ids, bar_starts)
+    seqs = [TokSequence(ids=c.tolist()) for c in chunks]
+    tokenizer.encode_token_ids(seqs)
+    lengths = [len(s.ids) for s in seqs]
+    new_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
+    new_ids = np.asarray([i for s in seqs for i in s.ids], dtype=np.int32)
+    return new_ids, new_starts

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real MIDI in ../shared/data, and a private music21 cache."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MTVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.fail(f"test data missing: {p} (set MTVAE_SHARED_DATA to the shared/data folder)")
+    return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    # music21 conversions go to a throw-away cache, not the user's
+    os.environ["MTVAE_CACHE"] = str(tmp_path_factory.mktemp("mtvae-cache"))
+
+
+@pytest.fixture(scope="session")
+def pop909() -> list[Path]:
+    return sorted(shared("pop909").glob("*.mid"))
+
+
+@pytest.fixture(scope="session")
+def nottingham() -> list[Path]:
+    return sorted(shared("nottingham").glob("*.mid"))
+
+
+@pytest.fixture(scope="session")
+def bad_midi() -> Path:
+    return shared("bad-midi")
