@@ -14,7 +14,7 @@ DEFAULT_SOURCE = "music21:bach"
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .data.prepare import prepare, summarize
+    from .data.pipeline import prepare, summarize
 
     report = prepare(
         args.sources or [DEFAULT_SOURCE], args.out, labels=args.labels, genres=args.genre,
@@ -29,6 +29,29 @@ def _prepare(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(summarize(report))
     print(f"wrote {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    overrides = {k: getattr(args, k) for k in
+                 ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments")
+                 if getattr(args, k) is not None}
+    model = {}
+    if args.no_vae:
+        model["use_vae"] = False
+    if args.no_memory:
+        model["use_memory"] = False
+    if args.no_compression:
+        model["use_compression"] = False
+    summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
+                    device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
+                    model_overrides=model, **overrides)
+    if "best_val_loss" in summary:
+        print(f"stopped after {summary['steps']} steps ({summary['stopped']}); best validation "
+              f"{summary['best_val_loss']:.4f} nats/token "
+              f"({summary['best_val_bits_per_token']:.3f} bits); wrote {args.out}")
     return 0
 
 
@@ -54,6 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--bpe-vocab", type=int, metavar="N", help="train BPE to N tokens (train split)")
     pp.add_argument("--quiet", action="store_true", help="no progress bar")
     pp.set_defaults(func=_prepare)
+
+    pt = sub.add_parser("train", help="train a model on a DATA_DIR",
+                        description="Train, or with --resume continue, a model; writes RUN_DIR.")
+    pt.add_argument("data_dir", metavar="DATA_DIR")
+    pt.add_argument("--out", required=True, metavar="RUN_DIR")
+    pt.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
+    pt.add_argument("--max-steps", type=int)
+    pt.add_argument("--max-minutes", type=float)
+    pt.add_argument("--batch-size", type=int)
+    pt.add_argument("--segments", type=int, help="segments per example (memory carried)")
+    pt.add_argument("--lr", type=float)
+    pt.add_argument("--seed", type=int)
+    pt.add_argument("--patience", type=int, help="validations without improvement to stop")
+    pt.add_argument("--val-every", type=int, metavar="N")
+    pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    pt.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    pt.add_argument("--no-vae", action="store_true", help="ablation: decoder alone")
+    pt.add_argument("--no-memory", action="store_true", help="ablation: no memory at all")
+    pt.add_argument("--no-compression", action="store_true",
+                    help="ablation: Transformer-XL memory without compression")
+    pt.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    pt.set_defaults(func=_train)
     return p
 
 

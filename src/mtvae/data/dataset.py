@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .prepare import FORMAT_VERSION, SPLITS
+from .pipeline import FORMAT_VERSION, SPLITS
 
 
 def load_meta(data_dir: str | Path) -> dict:

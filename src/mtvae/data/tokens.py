@@ -126,7 +126,7 @@ def bar_attributes(ids, tables: TokenTables) -> tuple[np.ndarray, np.ndarray, np
             starts = sorted({p for p, _ in notes})
             active.extend((p, p + d) for p, d in notes)
             counts = [sum(1 for s, e in active if s <= t < e) for t in starts]
-            poly[b] = float(np.mean(counts))
+            poly[b] = sum(counts) / len(counts)
             n_sub = max(bar_len[b] // sub, 1)
             rhythm[b] = len({(p - origins[b]) // sub for p in starts}) / n_sub
         active = [(s, e) for s, e in active if e > origins[b + 1]]

@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_OUT ?= out/demo
+DEMO_SOURCE ?= music21:bach
+DEMO_MINUTES ?= 5
+
+.PHONY: install test demo bench clean
+
+# torch is pinned and installed first: the CPU wheel on these machines. The package's own
+# torch requirement is a range that 2.13.0 satisfies, so nothing bigger is pulled after it.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/mtvae prepare $(DEMO_SOURCE) --out $(DEMO_OUT)/data
+
+bench: install
+	$(BIN)/pip install -q '.[bench]'
+	$(BIN)/python bench/prepare.py
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,85 @@
+"""Attention: multi-head attention with rotary positions over an optional visible prefix.
+
+The decoder's prefix is ``[compressed memory; memory]`` (and, during cached decoding, the
+earlier tokens of the current segment). Positions are relative to the current segment's
+first token, so a memory slot keeps its meaning as the song moves on. The kernel is
+``F.scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoFormer) for real-valued positions."""
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ang = positions.float()[:, None] * self.inv_freq[None]
+        ang = torch.cat([ang, ang], dim=-1)
+        return ang.cos(), ang.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.h = n_heads
+        self.dh = d_model // n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.rotary = Rotary(self.dh)
+        self.dropout = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, H, T, dh]
+        return x.unflatten(-1, (self.h, self.dh)).transpose(1, 2)
+
+    def project_kv(self, x: torch.Tensor, positions: torch.Tensor):
+        """Keys (rotated) and values of states ``x`` at ``positions``: the prefix's cache."""
+        d = x.shape[-1]
+        w, b = self.qkv.weight[d:], self.qkv.bias[d:]
+        k, v = F.linear(x, w, b).chunk(2, dim=-1)
+        cos, sin = self.rotary(positions)
+        return apply_rotary(self._heads(k), cos, sin), self._heads(v)
+
+    def forward(self, x, positions, prefix=None, causal=True, key_padding_mask=None):
+        """Attend from ``x`` [B, S, D] over ``prefix`` (all visible) then ``x`` itself.
+
+        prefix: (k, v) from ``project_kv`` or None. Returns (output, (k, v) of x).
+        key_padding_mask: [B, S] True where a key is padding (encoder only).
+        """
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        cos, sin = self.rotary(positions)
+        q = apply_rotary(self._heads(q), cos, sin)
+        k = apply_rotary(self._heads(k), cos, sin)
+        v = self._heads(v)
+        own = (k, v)
+        if prefix is not None:
+            k = torch.cat([prefix[0], k], dim=2)
+            v = torch.cat([prefix[1], v], dim=2)
+        S, T = q.shape[2], k.shape[2]
+        mask = None
+        if causal:
+            P = T - S
+            i = torch.arange(S, device=x.device)[:, None]
+            j = torch.arange(T, device=x.device)[None, :]
+            mask = (j < P) | (j - P <= i)
+        if key_padding_mask is not None:
+            kp = ~key_padding_mask[:, None, None, :]
+            mask = kp if mask is None else (mask & kp)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(out.transpose(1, 2).flatten(2)), own

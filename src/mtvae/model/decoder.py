@@ -1,0 +1,112 @@
+"""Decoder: causal Transformer over segments with Transformer-XL memory and compressed memory.
+
+Each layer attends over ``[compressed memory; memory; current segment]``. Before every layer
+the bar conditioning is added ("in-attention", MuseMorphose). After a full segment, each
+layer's inputs join its memory (detached: truncated back-propagation); what overflows the
+memory is compressed at ratio ``c`` into the compressed memory, and the attention-
+reconstruction loss for that compression is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .memory import Compressor, reconstruction_loss
+from .vae import Block
+
+
+@dataclass
+class Memory:
+    """Per layer: memory [B, M, D] and compressed memory [B, C, D] (layer inputs)."""
+
+    mem: list[torch.Tensor]
+    cmem: list[torch.Tensor]
+
+    @property
+    def lengths(self) -> tuple[int, int]:
+        return self.mem[0].shape[1], self.cmem[0].shape[1]
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig, d_cond: int):
+        super().__init__()
+        d = cfg.d_model
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.dec_layers)
+        )
+        self.cond = nn.ModuleList(nn.Linear(d_cond, d) for _ in range(cfg.dec_layers))
+        self.mem_len = cfg.effective_mem_len
+        self.cmem_len = cfg.effective_cmem_len
+        self.ratio = cfg.cmem_ratio
+        self.compress = (
+            nn.ModuleList(Compressor(d, cfg.cmem_ratio) for _ in range(cfg.dec_layers))
+            if self.cmem_len else None
+        )
+        self.norm = nn.LayerNorm(d)
+
+    def empty_memory(self, batch: int, device, dtype=torch.float32) -> Memory:
+        z = torch.zeros(batch, 0, self.cfg.d_model, device=device, dtype=dtype)
+        n = len(self.blocks)
+        return Memory([z] * n, [z] * n)
+
+    def prefix_positions(self, memory: Memory, device) -> torch.Tensor:
+        """Positions of [compressed memory; memory] relative to the segment's first token.
+
+        The compressed memory covers the tokens just before the memory, ``ratio`` per slot;
+        a slot sits at the centre of the tokens it summarises.
+        """
+        M, C = memory.lengths
+        c = self.ratio
+        cpos = -M - (C - torch.arange(C, device=device)) * c + (c - 1) / 2
+        mpos = torch.arange(-M, 0, device=device)
+        return torch.cat([cpos.float(), mpos.float()])
+
+    def layer_prefix(self, layer: int, memory: Memory, ppos: torch.Tensor):
+        """(k, v) of a layer's [compressed memory; memory], or None when both are empty."""
+        states = torch.cat([memory.cmem[layer], memory.mem[layer]], dim=1)
+        if states.shape[1] == 0:
+            return None
+        blk = self.blocks[layer]
+        return blk.attn.project_kv(blk.ln1(states), ppos)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, memory: Memory, push: bool = True):
+        """One segment. x [B, S, D] embeddings, cond [B, S, d_cond].
+
+        Returns (hidden [B, S, D], memory after this segment, reconstruction loss).
+        """
+        ppos = self.prefix_positions(memory, x.device)
+        pos = torch.arange(x.shape[1], device=x.device)
+        inputs = []
+        for i, blk in enumerate(self.blocks):
+            x = x + self.cond[i](cond)
+            inputs.append(x)
+            x, _ = blk(x, pos, self.layer_prefix(i, memory, ppos))
+        recon = x.new_zeros(())
+        if push:
+            memory, recon = self.push(memory, inputs)
+        return self.norm(x), memory, recon
+
+    def push(self, memory: Memory, inputs: list[torch.Tensor]):
+        """Append a segment's layer inputs to the memories; compress what overflows."""
+        if self.mem_len == 0:
+            return memory, inputs[0].new_zeros(())
+        mems, cmems, losses = [], [], []
+        for i, layer_in in enumerate(inputs):
+            full = torch.cat([memory.mem[i], layer_in.detach()], dim=1)
+            cut = max(full.shape[1] - self.mem_len, 0)
+            mems.append(full[:, cut:])
+            cm = memory.cmem[i]
+            if self.compress is not None and cut >= self.ratio:
+                old = full[:, cut % self.ratio:cut]  # whole groups of `ratio` states
+                comp = self.compress[i](old)
+                blk = self.blocks[i]
+                losses.append(reconstruction_loss(blk.attn, blk.ln1, layer_in, old, comp))
+                cm = torch.cat([cm, comp.detach()], dim=1)[:, -self.cmem_len:]
+            cmems.append(cm)
+        recon = torch.stack(losses).mean() if losses else inputs[0].new_zeros(())
+        return Memory(mems, cmems), recon

@@ -1,0 +1,114 @@
+"""MTVAE: the whole model. Bar encoder -> bar latents z; conditioning per bar
+(z, rhythm class, polyphony class, genre); segment-wise decoder with compressive memory.
+
+``forward`` takes a ``Batch`` (see ``mtvae.data.windows``) and returns the loss terms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .decoder import Decoder, Memory
+from .vae import BarEncoder, free_bits_kl, kl_per_dim
+
+
+class MTVAE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.embed = nn.Embedding(cfg.vocab_size, d)
+        self.encoder = (
+            BarEncoder(self.embed, cfg.enc_layers, d, cfg.n_heads, cfg.d_ff, cfg.d_latent,
+                       cfg.dropout)
+            if cfg.use_vae else None
+        )
+        self.rhythm_emb = nn.Embedding(cfg.n_attr_classes, cfg.d_attr)
+        self.poly_emb = nn.Embedding(cfg.n_attr_classes, cfg.d_attr)
+        self.genre_emb = nn.Embedding(max(cfg.n_genres, 1), cfg.d_attr)
+        self.d_cond = (cfg.d_latent if cfg.use_vae else 0) + 3 * cfg.d_attr
+        self.decoder = Decoder(cfg, self.d_cond)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(d, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        self.head.weight = self.embed.weight  # tied input and output embeddings
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ pieces
+    def encode(self, bar_tokens: torch.Tensor, bar_mask: torch.Tensor):
+        """bar_tokens [B, NB, Lb], bar_mask [B, NB] -> mu, logvar [B, NB, d_latent]."""
+        B, NB, _ = bar_tokens.shape
+        mu = bar_tokens.new_zeros(B, NB, self.cfg.d_latent, dtype=torch.float32)
+        logvar = torch.zeros_like(mu)
+        bars = bar_tokens[bar_mask]
+        if len(bars):
+            m, lv = self.encoder(bars, bars == self.cfg.pad_id)
+            mu = mu.to(m.dtype).masked_scatter(bar_mask[..., None], m)
+            logvar = logvar.to(lv.dtype).masked_scatter(bar_mask[..., None], lv)
+        return mu, logvar
+
+    def bar_conditions(self, z, rhythm, polyphony, genre) -> torch.Tensor:
+        """[B, NB, d_cond]: what every token of a bar is conditioned on."""
+        parts = [] if z is None else [z]
+        g = self.genre_emb(genre)[:, None].expand(-1, rhythm.shape[1], -1)
+        parts += [self.rhythm_emb(rhythm), self.poly_emb(polyphony), g]
+        return torch.cat(parts, dim=-1)
+
+    def decode(self, inputs: torch.Tensor, cond_tok: torch.Tensor, memory: Memory | None = None):
+        """Teacher-forced decoding of [B, L] tokens, segment by segment, memory carried.
+
+        Returns (logits [B, L, V], memory after the last full segment, mean recon loss).
+        """
+        S = self.cfg.seg_len
+        memory = memory or self.decoder.empty_memory(inputs.shape[0], inputs.device)
+        logits, recons = [], []
+        for s in range(0, inputs.shape[1], S):
+            x = self.drop(self.embed(inputs[:, s:s + S]))
+            full = x.shape[1] == S
+            h, memory, recon = self.decoder(x, cond_tok[:, s:s + S], memory, push=full)
+            logits.append(self.head(h))
+            recons.append(recon)
+        return torch.cat(logits, dim=1), memory, torch.stack(recons).mean()
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch, beta: float = 1.0, free_bits: float = 0.0,
+                recon_weight: float = 1.0, sample: bool | None = None) -> dict:
+        """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training)."""
+        sample = self.training if sample is None else sample
+        mu = logvar = z = None
+        if self.encoder is not None:
+            mu, logvar = self.encode(batch.bar_tokens, batch.bar_mask)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        cond_bars = self.bar_conditions(z, batch.rhythm, batch.polyphony, batch.genre)
+        cond_tok = torch.gather(
+            cond_bars, 1, batch.bar_idx[..., None].expand(-1, -1, cond_bars.shape[-1])
+        )
+        logits, _, recon = self.decode(batch.inputs, cond_tok)
+        valid = batch.targets != self.cfg.pad_id
+        n_tok = valid.sum().clamp(min=1)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
+                             ignore_index=self.cfg.pad_id, reduction="sum") / n_tok
+        out = {"ce": ce, "recon": recon, "n_tokens": n_tok, "logits": logits}
+        loss = ce + recon_weight * recon
+        if mu is not None:
+            kl = kl_per_dim(mu, logvar)[batch.bar_mask]  # [N_bars, d_latent]
+            n_bars = kl.shape[0]
+            out["kl"] = kl.mean(0).sum()  # nats per bar
+            out["kl_dims"] = kl.mean(0).detach()
+            kl_cost = free_bits_kl(kl, free_bits) * n_bars / n_tok  # per target token
+            out["kl_per_token"] = kl.sum() / n_tok
+            loss = loss + beta * kl_cost
+        out["loss"] = loss
+        return out

@@ -1,0 +1,63 @@
+"""VAE parts: the bar encoder (bidirectional Transformer, pooled to mu/logvar per bar) and
+the KL term with free bits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import Attention
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block; ``causal`` and memory are decided by the caller."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = Attention(d_model, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, positions, prefix=None, causal=True, key_padding_mask=None):
+        a, own = self.attn(self.ln1(x), positions, prefix, causal, key_padding_mask)
+        x = x + self.drop(a)
+        return x + self.drop(self.ff(self.ln2(x))), own
+
+
+class BarEncoder(nn.Module):
+    """Each bar's tokens -> (mu, logvar) of its latent."""
+
+    def __init__(self, embed: nn.Embedding, n_layers: int, d_model: int, n_heads: int,
+                 d_ff: int, d_latent: int, dropout: float):
+        super().__init__()
+        self.embed = embed  # shared with the decoder
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.posterior = nn.Linear(d_model, 2 * d_latent)
+
+    def forward(self, bars: torch.Tensor, pad: torch.Tensor):
+        """bars [N, Lb] token ids, pad [N, Lb] True at padding -> mu, logvar [N, d_latent]."""
+        x = self.embed(bars)
+        pos = torch.arange(bars.shape[1], device=bars.device)
+        for blk in self.blocks:
+            x, _ = blk(x, pos, causal=False, key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).to(x.dtype)
+        pooled = (self.norm(x) * keep).sum(1) / keep.sum(1).clamp(min=1)
+        mu, logvar = self.posterior(pooled).chunk(2, dim=-1)
+        return mu, logvar.clamp(-10, 10)
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) of each latent dimension, elementwise."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def free_bits_kl(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Sum over dimensions of max(mean KL of the dimension over bars, free_bits).
+
+    kl: [N_bars, d_latent]. A dimension whose batch-mean KL is below ``free_bits`` nats costs
+    exactly ``free_bits`` and sends no gradient, so the encoder is not pushed to collapse it.
+    """
+    return kl.mean(0).clamp(min=free_bits).sum()

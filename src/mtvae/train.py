@@ -1,0 +1,363 @@
+"""Training: ``train(DATA_DIR, RUN_DIR, ...)`` and ``mtvae train``.
+
+AdamW, linear warm-up then cosine decay, gradient clipping, β warm-up (linear or cyclic)
+with free bits, augmentation, truncated back-propagation through memory (inside the model),
+validation every N steps with early stopping, the best model kept, atomic checkpoints,
+``--resume`` that continues exactly (step, optimizer, scheduler, RNG, data order), one
+progress bar, ``metrics.csv`` and ``loss.png``. Under ``torchrun`` it runs
+DistributedDataParallel (gloo on CPU, NCCL on GPU) and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from . import checkpoint as ck
+from .config import RunConfig, TrainConfig, model_config
+from .data.dataset import load_meta, load_split, load_tokenizer
+from .data.windows import Augmenter, TrainWindows, eval_batches, eval_windows
+from .errors import UserError
+from .model import MTVAE
+
+METRICS = "metrics.csv"
+FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "lr",
+          "tokens_per_s", "elapsed_s"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def beta_at(step: int, t: TrainConfig) -> float:
+    if t.beta_cycle_steps > 0:  # cyclic: ramp over the first half of each cycle, then hold
+        phase = (step % t.beta_cycle_steps) / (t.beta_cycle_steps / 2)
+        return t.beta_max * min(1.0, phase)
+    return t.beta_max * min(1.0, step / max(t.beta_warmup_steps, 1))
+
+
+def lr_lambda(t: TrainConfig):
+    warmup = max(1, min(t.warmup_steps, t.max_steps // 10))  # short runs warm up briefly
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        prog = min(1.0, (step - warmup) / max(t.max_steps - warmup, 1))
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
+    return f
+
+
+def make_optimizer(model: MTVAE, t: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "embed" not in name and "_emb" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98))
+
+
+class Trainer:
+    def __init__(self, data_dir, run_dir, cfg: RunConfig, device: torch.device, quiet: bool):
+        self.data_dir, self.run_dir, self.cfg, self.device, self.quiet = (
+            Path(data_dir), Path(run_dir), cfg, device, quiet)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.is_main = self.rank == 0
+        t, m = cfg.train, cfg.model
+        self.length = t.segments * m.seg_len
+        torch.manual_seed(t.seed)
+        self.model = MTVAE(m).to(device)
+        self.ddp = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.ddp = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None,
+                           find_unused_parameters=True)
+        self.opt = make_optimizer(self.model, t)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(t))
+        self.train_store = load_split(data_dir, "train")
+        val_split = "valid"
+        self.val_store = load_split(data_dir, val_split)
+        if len(self.val_store) == 0:
+            self.val_store = self.train_store
+            self.log("warning: the valid split is empty; validating on train (no early stopping signal)")
+        augment = None
+        if not cfg.data.get("bpe") and (t.transpose or t.tempo_jitter):
+            augment = Augmenter(load_tokenizer(data_dir).vocab, t.transpose, t.tempo_jitter)
+        self.windows = TrainWindows(self.train_store, self.length, t.batch_size, m.max_bar_len,
+                                    m.pad_id, t.seed, self.rank, self.world, augment)
+        self.val_windows = eval_windows(self.val_store, self.length, t.val_windows)
+        self.step, self.best, self.bad_rounds, self.history = 0, float("inf"), 0, []
+        self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                    else nullcontext())  # bf16 is ~20x slower than fp32 on these CPUs
+
+    # ------------------------------------------------------------------ utilities
+    def log(self, msg: str) -> None:
+        if self.is_main:
+            print(msg, file=sys.stderr if msg.startswith("warning") else sys.stdout, flush=True)
+
+    def _all_sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        s = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+             "scheduler": self.sched.state_dict(), "step": self.step, "best": self.best,
+             "bad_rounds": self.bad_rounds, "history": self.history,
+             "torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            s["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return s
+
+    def load(self, s: dict) -> None:
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        self.sched.load_state_dict(s["scheduler"])
+        self.step, self.best, self.bad_rounds = s["step"], s["best"], s["bad_rounds"]
+        self.history = s["history"]
+        torch.set_rng_state(s["torch_rng"])
+        if "cuda_rng" in s and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self) -> dict:
+        t = self.cfg.train
+        self.model.train()
+        batch = self.windows.batch(self.step).to(self.device)
+        beta = beta_at(self.step, t)
+        with self.amp:
+            out = (self.ddp or self.model)(batch, beta=beta, free_bits=t.free_bits,
+                                           recon_weight=t.recon_weight)
+        self.opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return {"loss": out["loss"].item(), "ce": out["ce"].item(),
+                "kl": out["kl"].item() if "kl" in out else 0.0, "recon": out["recon"].item(),
+                "beta": beta, "tokens": int(out["n_tokens"]) * self.world}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Validation ELBO per token (ce with z ~ q(z|x) + KL), fixed noise, rank-sharded."""
+        self.model.eval()
+        m, t = self.cfg.model, self.cfg.train
+        mine = self.val_windows[self.rank::self.world]
+        sums = [0.0, 0.0, 0.0, 0.0]  # ce*n, kl_tokens*n, recon, n
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            for batch in eval_batches(self.val_store, mine, self.length, t.batch_size,
+                                      m.max_bar_len, m.pad_id):
+                with self.amp:
+                    out = self.model(batch.to(self.device), sample=True)
+                n = float(out["n_tokens"])
+                sums[0] += out["ce"].item() * n
+                sums[1] += out["kl_per_token"].item() * n if "kl_per_token" in out else 0.0
+                sums[2] += out["recon"].item()
+                sums[3] += n
+        ce_n, kl_n, _, n = self._all_sum(sums)
+        n = max(n, 1.0)
+        ce, kl = ce_n / n, kl_n / n
+        return {"loss": ce + kl, "ce": ce, "kl_per_token": kl}
+
+    # ------------------------------------------------------------------ files
+    def write_metrics(self, row: dict) -> None:
+        self.history.append(row)
+        if not self.is_main:
+            return
+        path = self.run_dir / METRICS
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def rewrite_metrics(self) -> None:
+        """On resume: the CSV holds exactly the history of the checkpoint."""
+        if not self.is_main:
+            return
+        text = [",".join(FIELDS)]
+        for row in self.history:
+            text.append(",".join(str(row.get(k, "")) for k in FIELDS))
+        ck.atomic_write(self.run_dir / METRICS, lambda tmp: Path(tmp).write_text("\n".join(text) + "\n"))
+
+    def save(self, best: bool) -> None:
+        if not self.is_main:
+            return
+        meta = {"step": self.step}
+        if best:
+            ck.save_weights(self.model, self.run_dir / ck.BEST, meta)
+        ck.save_weights(self.model, self.run_dir / ck.LAST, meta)
+        ck.save_state(self.state(), self.run_dir / ck.STATE)
+        plot_losses(self.history, self.run_dir / "loss.png")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, max_minutes: float | None) -> dict:
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        start = time.time()
+        bar = tqdm(total=t.max_steps, initial=self.step, disable=self.quiet or not self.is_main,
+                   unit="step", dynamic_ncols=True)
+        tokens, tick, stopped = 0, time.time(), "max_steps"
+        last = {}
+        while self.step < t.max_steps:
+            last = self.train_step()
+            tokens += last["tokens"]
+            bar.update()
+            if self.step % t.log_every == 0 or self.step == 1:
+                rate = tokens / max(time.time() - tick, 1e-9)
+                tokens, tick = 0, time.time()
+                row = {"step": self.step, "split": "train", "loss": round(last["loss"], 5),
+                       "ce": round(last["ce"], 5), "bits_per_token": round(last["ce"] / math.log(2), 5),
+                       "kl": round(last["kl"], 4), "beta": round(last["beta"], 4),
+                       "recon": round(last["recon"], 6), "lr": self.sched.get_last_lr()[0],
+                       "tokens_per_s": round(rate), "elapsed_s": round(time.time() - start, 1)}
+                self.write_metrics(row)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", kl=f"{last['kl']:.2f}",
+                                tok_s=f"{rate:.0f}")
+                if self.quiet:
+                    self.log(f"step {self.step} loss {last['loss']:.4f} ce {last['ce']:.4f} "
+                             f"kl {last['kl']:.3f} tok/s {rate:.0f}")
+            out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
+            if self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps:
+                if self.evaluate_and_save(start):
+                    stopped = "early_stopping"
+                    break
+            if out_of_time:
+                stopped = "max_minutes"
+                break
+        bar.close()
+        return {"steps": self.step, "stopped": stopped, "best_val_loss": self.best,
+                "best_val_bits_per_token": self.best / math.log(2)}
+
+    def evaluate_and_save(self, start: float) -> bool:
+        """Validate, keep the best, write checkpoints. True when patience is exhausted."""
+        v = self.validate()
+        improved = v["loss"] < self.best
+        if improved:
+            self.best, self.bad_rounds = v["loss"], 0
+        else:
+            self.bad_rounds += 1
+        self.write_metrics({"step": self.step, "split": "valid", "loss": round(v["loss"], 5),
+                            "ce": round(v["ce"], 5), "bits_per_token": round(v["loss"] / math.log(2), 5),
+                            "kl": round(v["kl_per_token"], 5), "elapsed_s": round(time.time() - start, 1)})
+        self.save(best=improved)
+        self.log(f"step {self.step}: validation {v['loss']:.4f} nats/token "
+                 f"({v['loss'] / math.log(2):.3f} bits){' *best*' if improved else ''}")
+        return self.bad_rounds >= self.cfg.train.patience
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = [r for r in history if r["split"] == "train"]
+    va = [r for r in history if r["split"] == "valid"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot([r["step"] for r in tr], [r["ce"] for r in tr], lw=0.8, label="train cross-entropy")
+    ax.plot([r["step"] for r in va], [r["loss"] for r in va], "o-", label="validation loss (ELBO)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats per token")
+    ax2 = ax.twinx()
+    ax2.plot([r["step"] for r in tr], [r["kl"] for r in tr], color="tab:green", lw=0.6,
+             alpha=0.7, label="KL per bar")
+    ax2.plot([r["step"] for r in tr], [r["beta"] for r in tr], color="tab:red", lw=0.8,
+             ls="--", label="β")
+    ax2.set_ylabel("KL (nats per bar) · β")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
+    ax.set_title("mtvae training")
+    fig.tight_layout()
+    ck.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def train(data_dir, run_dir, preset: str = "small", resume: bool = False, device: str = "auto",
+          quiet: bool = False, max_minutes: float | None = None, model_overrides: dict | None = None,
+          **train_overrides) -> dict:
+    """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json)."""
+    meta = load_meta(data_dir)
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if resume:
+        if not (run_dir / ck.STATE).is_file():
+            raise UserError(f"--resume: {run_dir} has no {ck.STATE} to resume from")
+        cfg = RunConfig.load(run_dir / ck.CONFIG)
+        for k, v in train_overrides.items():  # a resumed run may be given more steps, etc.
+            if k in ("max_steps", "patience", "val_every", "log_every"):
+                setattr(cfg.train, k, v)
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UserError(f"{run_dir} already exists: pass --resume to continue it, "
+                            "or choose another --out")
+        overrides = dict(model_overrides or {})
+        mcfg = model_config(preset, vocab_size=meta["vocab_size"], n_genres=len(meta["genres"]),
+                            pad_id=meta["pad_id"], n_attr_classes=meta["attribute_classes"],
+                            **overrides)
+        tcfg = TrainConfig(preset=preset, **train_overrides)
+        attrs = json.loads((Path(data_dir) / "attributes.json").read_text())
+        cfg = RunConfig(model=mcfg, train=tcfg, data={
+            "data_dir": str(Path(data_dir).resolve()), "genres": meta["genres"],
+            "bpe": meta["bpe"], "attribute_edges": attrs["edges"], "vocab_size": meta["vocab_size"],
+        })
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ck.save_config(cfg, run_dir)
+        (run_dir / "tokenizer.json").write_bytes((Path(data_dir) / "tokenizer.json").read_bytes())
+
+    trainer = Trainer(data_dir, run_dir, cfg, dev, quiet)
+    if resume:
+        trainer.load(ck.load_state(run_dir / ck.STATE))
+        trainer.rewrite_metrics()
+    trainer.log(f"mtvae {cfg.train.preset}: {trainer.model.num_parameters() / 1e6:.2f}M parameters, "
+                f"{len(trainer.train_store)} train songs, device {dev}, world {world}, "
+                f"step {trainer.step}/{cfg.train.max_steps}")
+    summary = trainer.fit(max_minutes)
+    summary["parameters"] = trainer.model.num_parameters()
+    if world > 1:  # proof that DDP kept every rank's weights identical
+        flat = torch.cat([p.detach().double().flatten().cpu() for p in trainer.model.parameters()])
+        mine = torch.tensor([flat.sum().item(), flat.abs().sum().item(), (flat * flat).sum().item()],
+                            dtype=torch.float64)
+        gathered = [torch.zeros(3, dtype=torch.float64) for _ in range(world)]
+        dist.all_gather(gathered, mine)
+        summary["rank_weight_checksums"] = [g.tolist() for g in gathered]
+        dist.destroy_process_group()
+    if rank == 0:
+        summary["config"] = asdict(cfg.train)
+        text = json.dumps(summary, indent=2)
+        ck.atomic_write(run_dir / "summary.json", lambda tmp: Path(tmp).write_text(text))
+    return summary
