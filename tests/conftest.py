@@ -35,3 +35,16 @@ def nottingham() -> list[Path]:
 @pytest.fixture(scope="session")
 def bad_midi() -> Path:
     return shared("bad-midi")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, pop909, nottingham) -> Path:
+    """A small prepared DATA_DIR of real songs (folk tunes and pop piano), built once."""
+    from mtvae.data import prepare
+
+    folder = tmp_path_factory.mktemp("songs")
+    for p in nottingham[:24] + pop909[:6]:
+        (folder / p.name).symlink_to(p)
+    out = tmp_path_factory.mktemp("data") / "d"
+    prepare([str(folder)], out, workers=1, progress=False)
+    return out

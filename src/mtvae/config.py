@@ -76,7 +76,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     val_every: int = 200
-    val_windows: int = 128  # validation windows (fixed, whole examples)
+    val_windows: int = 64  # validation windows (fixed, whole examples)
     patience: int = 10  # validations without improvement before stopping
     beta_max: float = 1.0
     beta_warmup_steps: int = 2000

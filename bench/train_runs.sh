@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The real training runs reported in docs/RESULTS.md, on the POP909 + Nottingham train split.
+# Usage: bash bench/train_runs.sh main|ablations   (each uses one CPU thread; run both at once)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+M=.venv/bin/mtvae
+DATA=${DATA:-data/pn}
+[ -f "$DATA/meta.json" ] || $M prepare ../shared/data/pop909 ../shared/data/nottingham --out "$DATA" --quiet
+export OMP_NUM_THREADS=1
+COMMON="--preset small --batch-size 4 --val-every 50 --patience 6 --quiet"
+case "${1:-main}" in
+  main)  # 30 minutes of mtvae small
+    $M train "$DATA" --out runs/small-30min $COMMON --max-minutes 30 --max-steps 900 ;;
+  ablations)  # equal budget: 10 minutes each
+    $M train "$DATA" --out runs/abl-mtvae $COMMON --max-minutes 10 --max-steps 300
+    $M train "$DATA" --out runs/abl-no-vae $COMMON --max-minutes 10 --max-steps 300 --no-vae
+    $M train "$DATA" --out runs/abl-no-memory $COMMON --max-minutes 10 --max-steps 300 --no-memory
+    $M train "$DATA" --out runs/abl-no-compression $COMMON --max-minutes 10 --max-steps 300 --no-compression ;;
+esac
