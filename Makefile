@@ -25,6 +25,8 @@ test: install
 
 demo: install
 	$(BIN)/mtvae prepare $(DEMO_SOURCE) --out $(DEMO_OUT)/data
+	rm -rf $(DEMO_OUT)/run
+	$(BIN)/mtvae train $(DEMO_OUT)/data --out $(DEMO_OUT)/run --preset tiny --max-minutes $(DEMO_MINUTES) --val-every 100
 
 bench: install
 	$(BIN)/pip install -q '.[bench]'
