@@ -57,7 +57,7 @@ PRESETS: dict[str, dict] = {
     "small": dict(d_model=256, n_heads=4, enc_layers=3, dec_layers=8, d_ff=1024, d_latent=64,
                   d_attr=32, max_bar_len=192, seg_len=128, mem_len=256, cmem_len=64),
     # ~40M: for a GPU
-    "base": dict(d_model=512, n_heads=8, enc_layers=4, dec_layers=9, d_ff=2048, d_latent=128,
+    "base": dict(d_model=512, n_heads=8, enc_layers=3, dec_layers=7, d_ff=2048, d_latent=128,
                  d_attr=64, max_bar_len=256, seg_len=256, mem_len=512, cmem_len=128),
 }
 

@@ -24,7 +24,8 @@ class Batch:
     inputs: torch.Tensor  # [B, L] token ids
     targets: torch.Tensor  # [B, L] next tokens (pad where the song ended)
     bar_idx: torch.Tensor  # [B, L] bar of each input token, within the window
-    bar_tokens: torch.Tensor  # [B, NB, Lb] tokens of each bar (encoder input)
+    enc_tokens: torch.Tensor  # [B, Le] the bars' tokens packed in one row (encoder input)
+    enc_bar: torch.Tensor  # [B, Le] bar of each encoder token within the window, -1 = padding
     bar_mask: torch.Tensor  # [B, NB] real bars
     rhythm: torch.Tensor  # [B, NB] classes
     polyphony: torch.Tensor  # [B, NB]
@@ -106,14 +107,31 @@ def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len
     }
 
 
+def pack_bars(rows: list[list[np.ndarray]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of bars -> (tokens [R, Le], bar index [R, Le], -1 at padding).
+
+    The encoder attends only inside a bar, so packing costs nothing in accuracy and saves
+    the padding of every bar to the longest one.
+    """
+    Le = max(sum(len(b) for b in bars) for bars in rows)
+    tokens = np.full((len(rows), Le), pad_id, dtype=np.int64)
+    bar = np.full((len(rows), Le), -1, dtype=np.int64)
+    for i, bars in enumerate(rows):
+        at = 0
+        for j, b in enumerate(bars):
+            tokens[i, at:at + len(b)] = b
+            bar[i, at:at + len(b)] = j
+            at += len(b)
+    return torch.from_numpy(tokens), torch.from_numpy(bar)
+
+
 def collate(examples: list[dict], length: int, pad_id: int) -> Batch:
     B = len(examples)
     NB = max(len(e["bar_tokens"]) for e in examples)
-    Lb = max(len(t) for e in examples for t in e["bar_tokens"])
+    enc_tokens, enc_bar = pack_bars([e["bar_tokens"] for e in examples], pad_id)
     inputs = np.full((B, length), pad_id, dtype=np.int64)
     targets = np.full((B, length), pad_id, dtype=np.int64)
     bar_idx = np.zeros((B, length), dtype=np.int64)
-    bar_tokens = np.full((B, NB, Lb), pad_id, dtype=np.int64)
     bar_mask = np.zeros((B, NB), dtype=bool)
     rhythm = np.zeros((B, NB), dtype=np.int64)
     poly = np.zeros((B, NB), dtype=np.int64)
@@ -124,15 +142,13 @@ def collate(examples: list[dict], length: int, pad_id: int) -> Batch:
         targets[i, :n] = w[1:]
         bar_idx[i, :n] = e["bar_idx"]
         bar_idx[i, n:] = e["bar_idx"][-1] if n else 0
-        for j, t in enumerate(e["bar_tokens"]):
-            bar_tokens[i, j, :len(t)] = t
         k = len(e["bar_tokens"])
         bar_mask[i, :k] = True
         rhythm[i, :k] = e["rhythm"]
         poly[i, :k] = e["polyphony"]
     genre = np.asarray([e["genre"] for e in examples], dtype=np.int64)
     t = torch.from_numpy
-    return Batch(t(inputs), t(targets), t(bar_idx), t(bar_tokens), t(bar_mask), t(rhythm),
+    return Batch(t(inputs), t(targets), t(bar_idx), enc_tokens, enc_bar, t(bar_mask), t(rhythm),
                  t(poly), t(genre))
 
 

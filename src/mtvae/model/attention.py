@@ -54,11 +54,11 @@ class Attention(nn.Module):
         cos, sin = self.rotary(positions)
         return apply_rotary(self._heads(k), cos, sin), self._heads(v)
 
-    def forward(self, x, positions, prefix=None, causal=True, key_padding_mask=None):
+    def forward(self, x, positions, prefix=None, causal=True, attn_mask=None):
         """Attend from ``x`` [B, S, D] over ``prefix`` (all visible) then ``x`` itself.
 
         prefix: (k, v) from ``project_kv`` or None. Returns (output, (k, v) of x).
-        key_padding_mask: [B, S] True where a key is padding (encoder only).
+        attn_mask: bool, broadcastable to [B, H, S, T], True where attention is allowed.
         """
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         cos, sin = self.rotary(positions)
@@ -76,10 +76,9 @@ class Attention(nn.Module):
             i = torch.arange(S, device=x.device)[:, None]
             j = torch.arange(T, device=x.device)[None, :]
             mask = (j < P) | (j - P <= i)
-        if key_padding_mask is not None:
-            kp = ~key_padding_mask[:, None, None, :]
-            mask = kp if mask is None else (mask & kp)
+        if attn_mask is not None:
+            mask = attn_mask if mask is None else (mask & attn_mask)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=mask
         )
         return self.out(out.transpose(1, 2).flatten(2)), own

@@ -31,6 +31,30 @@ class Memory:
         return self.mem[0].shape[1], self.cmem[0].shape[1]
 
 
+@dataclass
+class DecodeState:
+    """Cached decoding: the memory, the current segment's layer inputs and keys/values."""
+
+    memory: Memory
+    inputs: list[list[torch.Tensor]]  # per layer, one [B, 1, D] per token of the segment
+    prefix: list  # per layer (k, v) of [compressed memory; memory], or None
+    pos: int  # tokens in the current segment
+    kv: list | None = None  # per layer (k, v) of the segment so far
+
+    def kv_append(self, layer: int, own) -> None:
+        if self.kv is None:
+            self.kv = [None] * len(self.inputs)
+        self.kv[layer] = own if self.kv[layer] is None else _cat_kv(self.kv[layer], own)
+
+
+def _cat_kv(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return torch.cat([a[0], b[0]], dim=2), torch.cat([a[1], b[1]], dim=2)
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig, d_cond: int):
         super().__init__()
@@ -91,7 +115,34 @@ class Decoder(nn.Module):
             memory, recon = self.push(memory, inputs)
         return self.norm(x), memory, recon
 
-    def push(self, memory: Memory, inputs: list[torch.Tensor]):
+    # ------------------------------------------------------------------ cached decoding
+    def start(self, memory: Memory) -> DecodeState:
+        """A decoding state whose next token opens a new segment after ``memory``."""
+        ppos = self.prefix_positions(memory, memory.mem[0].device)
+        prefix = [self.layer_prefix(i, memory, ppos) for i in range(len(self.blocks))]
+        return DecodeState(memory, [[] for _ in self.blocks], prefix, 0)
+
+    def step(self, x: torch.Tensor, cond: torch.Tensor, state: DecodeState):
+        """One token per sequence: x [B, 1, D], cond [B, 1, d_cond] -> hidden [B, 1, D].
+
+        Keys and values of the segment so far are cached; when the segment is full its layer
+        inputs are pushed into the memory exactly as ``forward`` does, so the result equals
+        teacher-forced decoding of the same tokens.
+        """
+        pos = torch.full((1,), state.pos, device=x.device)
+        for i, blk in enumerate(self.blocks):
+            x = x + self.cond[i](cond)
+            state.inputs[i].append(x)
+            x, own = blk(x, pos, _cat_kv(state.prefix[i], state.kv[i] if state.kv else None))
+            state.kv_append(i, own)
+        state.pos += 1
+        if state.pos == self.cfg.seg_len:
+            memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],
+                                  with_loss=False)
+            state = self.start(memory)
+        return self.norm(x), state
+
+    def push(self, memory: Memory, inputs: list[torch.Tensor], with_loss: bool = True):
         """Append a segment's layer inputs to the memories; compress what overflows."""
         if self.mem_len == 0:
             return memory, inputs[0].new_zeros(())
@@ -104,8 +155,9 @@ class Decoder(nn.Module):
             if self.compress is not None and cut >= self.ratio:
                 old = full[:, cut % self.ratio:cut]  # whole groups of `ratio` states
                 comp = self.compress[i](old)
-                blk = self.blocks[i]
-                losses.append(reconstruction_loss(blk.attn, blk.ln1, layer_in, old, comp))
+                if with_loss:
+                    blk = self.blocks[i]
+                    losses.append(reconstruction_loss(blk.attn, blk.ln1, layer_in, old, comp))
                 cm = torch.cat([cm, comp.detach()], dim=1)[:, -self.cmem_len:]
             cmems.append(cm)
         recon = torch.stack(losses).mean() if losses else inputs[0].new_zeros(())

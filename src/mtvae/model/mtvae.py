@@ -47,17 +47,9 @@ class MTVAE(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ pieces
-    def encode(self, bar_tokens: torch.Tensor, bar_mask: torch.Tensor):
-        """bar_tokens [B, NB, Lb], bar_mask [B, NB] -> mu, logvar [B, NB, d_latent]."""
-        B, NB, _ = bar_tokens.shape
-        mu = bar_tokens.new_zeros(B, NB, self.cfg.d_latent, dtype=torch.float32)
-        logvar = torch.zeros_like(mu)
-        bars = bar_tokens[bar_mask]
-        if len(bars):
-            m, lv = self.encoder(bars, bars == self.cfg.pad_id)
-            mu = mu.to(m.dtype).masked_scatter(bar_mask[..., None], m)
-            logvar = logvar.to(lv.dtype).masked_scatter(bar_mask[..., None], lv)
-        return mu, logvar
+    def encode(self, enc_tokens: torch.Tensor, enc_bar: torch.Tensor, n_bars: int):
+        """Packed bars (see ``data.windows.pack_bars``) -> mu, logvar [R, n_bars, d_latent]."""
+        return self.encoder(enc_tokens, enc_bar, n_bars)
 
     def bar_conditions(self, z, rhythm, polyphony, genre) -> torch.Tensor:
         """[B, NB, d_cond]: what every token of a bar is conditioned on."""
@@ -82,6 +74,29 @@ class MTVAE(nn.Module):
             recons.append(recon)
         return torch.cat(logits, dim=1), memory, torch.stack(recons).mean()
 
+    # ------------------------------------------------------------------ cached decoding
+    def step(self, token: torch.Tensor, cond: torch.Tensor, state):
+        """token [B], cond [B, d_cond] -> (logits [B, V], state): one cached decoder step."""
+        h, state = self.decoder.step(self.embed(token)[:, None], cond[:, None], state)
+        return self.head(h[:, 0]), state
+
+    def prefill(self, inputs: torch.Tensor, cond_tok: torch.Tensor):
+        """Read a prompt (teacher-forced): whole segments at once, the rest step by step.
+
+        Returns (logits after the last prompt token [B, V], DecodeState to continue from).
+        """
+        S = self.cfg.seg_len
+        n_full = (inputs.shape[1] // S) * S
+        memory = self.decoder.empty_memory(inputs.shape[0], inputs.device)
+        logits = None
+        if n_full:
+            lg, memory, _ = self.decode(inputs[:, :n_full], cond_tok[:, :n_full], memory)
+            logits = lg[:, -1]
+        state = self.decoder.start(memory)
+        for t in range(n_full, inputs.shape[1]):
+            logits, state = self.step(inputs[:, t], cond_tok[:, t], state)
+        return logits, state
+
     # ------------------------------------------------------------------ training
     def forward(self, batch, beta: float = 1.0, free_bits: float = 0.0,
                 recon_weight: float = 1.0, sample: bool | None = None) -> dict:
@@ -89,7 +104,7 @@ class MTVAE(nn.Module):
         sample = self.training if sample is None else sample
         mu = logvar = z = None
         if self.encoder is not None:
-            mu, logvar = self.encode(batch.bar_tokens, batch.bar_mask)
+            mu, logvar = self.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         cond_bars = self.bar_conditions(z, batch.rhythm, batch.polyphony, batch.genre)
         cond_tok = torch.gather(

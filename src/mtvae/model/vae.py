@@ -20,8 +20,8 @@ class Block(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, positions, prefix=None, causal=True, key_padding_mask=None):
-        a, own = self.attn(self.ln1(x), positions, prefix, causal, key_padding_mask)
+    def forward(self, x, positions, prefix=None, causal=True, attn_mask=None):
+        a, own = self.attn(self.ln1(x), positions, prefix, causal, attn_mask)
         x = x + self.drop(a)
         return x + self.drop(self.ff(self.ln2(x))), own
 
@@ -37,14 +37,24 @@ class BarEncoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.posterior = nn.Linear(d_model, 2 * d_latent)
 
-    def forward(self, bars: torch.Tensor, pad: torch.Tensor):
-        """bars [N, Lb] token ids, pad [N, Lb] True at padding -> mu, logvar [N, d_latent]."""
-        x = self.embed(bars)
-        pos = torch.arange(bars.shape[1], device=bars.device)
+    def forward(self, tokens: torch.Tensor, bar: torch.Tensor, n_bars: int):
+        """tokens [R, Le] packed bars, bar [R, Le] bar index (-1 = padding)
+        -> mu, logvar [R, n_bars, d_latent] (rows of bars with no tokens are meaningless)."""
+        x = self.embed(tokens)
+        pos = torch.arange(tokens.shape[1], device=tokens.device)
+        # attend only inside one's own bar; padding attends to itself (no empty softmax rows)
+        same = bar[:, :, None] == bar[:, None, :]
+        mask = (same & (bar[:, None, :] >= 0)) | torch.eye(bar.shape[1], dtype=torch.bool,
+                                                             device=bar.device)
         for blk in self.blocks:
-            x, _ = blk(x, pos, causal=False, key_padding_mask=pad)
-        keep = (~pad).unsqueeze(-1).to(x.dtype)
-        pooled = (self.norm(x) * keep).sum(1) / keep.sum(1).clamp(min=1)
+            x, _ = blk(x, pos, causal=False, attn_mask=mask[:, None])
+        x = self.norm(x)
+        R, _, D = x.shape
+        idx = bar.clamp(min=0) + torch.arange(R, device=bar.device)[:, None] * n_bars
+        keep = (bar >= 0).to(x.dtype)[..., None]
+        sums = x.new_zeros(R * n_bars, D).index_add_(0, idx.flatten(), (x * keep).flatten(0, 1))
+        counts = x.new_zeros(R * n_bars, 1).index_add_(0, idx.flatten(), keep.flatten(0, 1))
+        pooled = (sums / counts.clamp(min=1)).view(R, n_bars, D)
         mu, logvar = self.posterior(pooled).chunk(2, dim=-1)
         return mu, logvar.clamp(-10, 10)
 

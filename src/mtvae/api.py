@@ -1,0 +1,254 @@
+"""The Python API: ``MusicVAE.load(run_dir)`` then sample, continue, interpolate, reconstruct,
+transfer and encode. Inputs are MIDI paths or ``symusic.Score``; outputs are ``symusic.Score``.
+
+```python
+from mtvae import MusicVAE
+m = MusicVAE.load("runs/pop")
+score = m.sample(bars=16, genre="BluesRock", temperature=0.9, seed=1)
+score.dump_midi("out.mid")
+```
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from . import checkpoint as ck
+from .config import RunConfig
+from .data import tokens as T
+from .data.windows import pack_bars
+from .errors import UserError
+from .generate import Grammar, Plan, Sampling, generate
+from .model import MTVAE
+
+Song = "str | os.PathLike | symusic.Score"  # a MIDI path or a parsed score
+
+
+@dataclass
+class EncodedInput:
+    ids: np.ndarray  # base token ids
+    bar_starts: np.ndarray
+    rhythm: np.ndarray  # classes per bar
+    polyphony: np.ndarray
+
+    def first_bars(self, n: int | None) -> EncodedInput:
+        if n is None or n >= len(self.bar_starts):
+            return self
+        end = int(self.bar_starts[n])
+        return EncodedInput(self.ids[:end], self.bar_starts[:n], self.rhythm[:n], self.polyphony[:n])
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation of row vectors (linear where they are nearly parallel)."""
+    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.arccos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    lin = (1 - t) * a + t * b
+    sph = torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
+    return torch.where(so.abs() < 1e-4, lin, sph)
+
+
+class MusicVAE:
+    def __init__(self, model: MTVAE, config: RunConfig, tokenizer, run_dir: Path, weights: Path):
+        self.model, self.config, self.tokenizer = model, config, tokenizer
+        self.run_dir, self.weights = run_dir, weights
+        self.tables = T.TokenTables(tokenizer)
+        self.grammar = Grammar(tokenizer.vocab)
+        self.device = next(model.parameters()).device
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, device: str = "cpu", weights: str = ck.BEST) -> MusicVAE:
+        from miditok import REMI
+
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise UserError(f"RUN_DIR not found: {run_dir}")
+        wpath = run_dir / weights
+        if not (run_dir / ck.CONFIG).is_file() or not wpath.is_file():
+            raise UserError(f"{run_dir} has no trained weights ({ck.CONFIG} and {weights}): "
+                            "train it first with 'mtvae train'")
+        cfg = RunConfig.load(run_dir / ck.CONFIG)
+        if cfg.data.get("bpe"):
+            raise UserError("this run was trained on BPE tokens; generation needs a DATA_DIR "
+                            "prepared without --bpe-vocab")
+        model = MTVAE(cfg.model)
+        ck.load_weights(model, wpath)
+        model.to(device).eval()
+        return cls(model, cfg, REMI(params=run_dir / "tokenizer.json"), run_dir, wpath)
+
+    @property
+    def genres(self) -> list[str]:
+        return list(self.config.data.get("genres", ["unknown"]))
+
+    def model_hash(self) -> str:
+        return ck.file_hash(self.weights)
+
+    # ------------------------------------------------------------------ inputs
+    def _genre(self, genre: str | None) -> int:
+        if genre is None:
+            return 0
+        known = {g.lower(): i for i, g in enumerate(self.genres)}
+        if genre.lower() not in known:
+            raise UserError(f"unknown genre {genre!r}; this model knows: {', '.join(self.genres)}")
+        return known[genre.lower()]
+
+    def read(self, song: Song) -> EncodedInput:
+        """Tokenize a MIDI path or Score; its bars and attribute classes."""
+        if not isinstance(song, (str, os.PathLike)):
+            score, name = song, "score"
+        else:
+            path = Path(song)
+            if not path.is_file():
+                raise UserError(f"MIDI file not found: {path}")
+            try:
+                score = symusic.Score.from_midi(path.read_bytes())
+            except Exception as e:  # noqa: BLE001 - symusic raises plain runtime errors
+                raise UserError(f"{path} is not valid MIDI: {e}") from None
+            name = str(path)
+        enc = T.encode_score(score, self.tokenizer, self.tables)
+        if len(enc.bar_starts) == 0:
+            raise UserError(f"{name} has no notes to read")
+        edges = self.config.data["attribute_edges"]
+        return EncodedInput(enc.ids.astype(np.int64), enc.bar_starts,
+                            T.attribute_classes(enc.rhythm, edges["rhythm"]).astype(np.int64),
+                            T.attribute_classes(enc.polyphony, edges["polyphony"]).astype(np.int64))
+
+    @torch.no_grad()
+    def encode(self, song: Song, bars: int | None = None) -> torch.Tensor:
+        """Posterior means of the bar latents: [n_bars, d_latent]."""
+        if self.model.encoder is None:
+            raise UserError("this model was trained with --no-vae: it has no latents")
+        enc = self.read(song).first_bars(bars)
+        L = self.config.model.max_bar_len
+        ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
+        bar_ids = [enc.ids[a:b][:L] for a, b in zip(enc.bar_starts, ends)]
+        per_row = 16  # bars per encoder row: attention cost grows with the row's square
+        rows = [bar_ids[i:i + per_row] for i in range(0, len(bar_ids), per_row)]
+        tokens, bar = pack_bars(rows, self.config.model.pad_id)
+        mu, _ = self.model.encode(tokens.to(self.device), bar.to(self.device), per_row)
+        return mu.flatten(0, 1)[:len(bar_ids)]
+
+    # ------------------------------------------------------------------ decoding
+    def _cond(self, z, rhythm, polyphony, genre: int) -> torch.Tensor:
+        r = torch.as_tensor(np.clip(rhythm, 0, 7), device=self.device)[None]
+        p = torch.as_tensor(np.clip(polyphony, 0, 7), device=self.device)[None]
+        zz = None if self.model.encoder is None else z.to(self.device)[None]
+        g = torch.tensor([genre], device=self.device)
+        return self.model.bar_conditions(zz, r, p, g)[0]
+
+    def _decode(self, plans: list[Plan], sampling: Sampling, prompts: list[list[int]] | None = None,
+                use_cache: bool = True) -> list[symusic.Score]:
+        outs = generate(self.model, self.grammar, plans, sampling, use_cache=use_cache)
+        scores = []
+        for i, new in enumerate(outs):
+            ids = (prompts[i] if prompts else []) + new
+            scores.append(self.tokenizer.decode(ids))
+        return scores
+
+    def _z_prior(self, bars: int, seed: int | None) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.randn(bars, self.config.model.d_latent, generator=gen)
+
+    @staticmethod
+    def _per_bar(value, bars: int, rng: np.random.Generator, what: str) -> np.ndarray:
+        if value is None:  # classes are train-set quantiles, so a uniform draw follows the data
+            return np.full(bars, rng.integers(0, 8))
+        arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
+        if arr.min() < 0 or arr.max() > 7:
+            raise UserError(f"{what} classes are 0..7, got {value}")
+        return np.resize(arr, bars)
+
+    def sample(self, bars: int = 16, n: int = 1, genre: str | None = None, rhythm=None,
+               polyphony=None, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int | None = None):
+        """New pieces from the prior. Returns a Score (n=1) or a list of n Scores."""
+        if bars < 1 or n < 1:
+            raise UserError("bars and n must be at least 1")
+        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+        g = self._genre(genre)
+        plans = []
+        for i in range(n):
+            rng = np.random.default_rng([seed, i])
+            r = self._per_bar(rhythm, bars, rng, "rhythm")
+            p = self._per_bar(polyphony, bars, rng, "polyphony")
+            cond = self._cond(self._z_prior(bars, seed + i), r, p, g)
+            plans.append(Plan(cond, bars, seed=seed + i))
+        scores = self._decode(plans, Sampling(temperature, top_k, top_p))
+        return scores[0] if n == 1 else scores
+
+    def continue_(self, prompt: Song, bars: int = 8, genre: str | None = None, rhythm=None,
+                  polyphony=None, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, seed: int | None = None) -> symusic.Score:
+        """The prompt fills the memory, then ``bars`` new bars follow (prompt + continuation)."""
+        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+        enc = self.read(prompt)
+        g = self._genre(genre)
+        zp = self.encode(prompt) if self.model.encoder is not None else torch.zeros(len(enc.rhythm), 1)
+        r = self._per_bar(rhythm if rhythm is not None else enc.rhythm[-1], bars, None, "rhythm")
+        p = self._per_bar(polyphony if polyphony is not None else enc.polyphony[-1], bars, None,
+                          "polyphony")
+        z = torch.cat([zp.cpu(), self._z_prior(bars, seed)]) if self.model.encoder is not None else None
+        cond = self._cond(z, np.concatenate([enc.rhythm, r]), np.concatenate([enc.polyphony, p]), g)
+        prompt_ids = enc.ids.tolist()
+        plan = Plan(cond, bars, prompt=prompt_ids, seed=seed)
+        return self._decode([plan], Sampling(temperature, top_k, top_p), [prompt_ids])[0]
+
+    def _from_latents(self, z, rhythm, polyphony, genre: int, seed: int, sampling: Sampling):
+        cond = self._cond(z, rhythm, polyphony, genre)
+        return self._decode([Plan(cond, len(rhythm), seed=seed)], sampling)[0]
+
+    def reconstruct(self, song: Song, bars: int | None = 16, genre: str | None = None,
+                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                    seed: int = 0) -> symusic.Score:
+        """Encode a song's first ``bars`` bars (None: all) and decode them again."""
+        return self.transfer(song, genre=genre, bars=bars, temperature=temperature, top_k=top_k,
+                             top_p=top_p, seed=seed)
+
+    def transfer(self, song: Song, genre: str | None = None, rhythm_shift: int = 0,
+                 polyphony_shift: int = 0, bars: int | None = 16, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> symusic.Score:
+        """Keep the song's bar latents; change its genre and/or shift its bar attributes."""
+        enc = self.read(song).first_bars(bars)
+        z = self.encode(song, bars) if self.model.encoder is not None else None
+        return self._from_latents(z, enc.rhythm + rhythm_shift, enc.polyphony + polyphony_shift,
+                                  self._genre(genre), seed, Sampling(temperature, top_k, top_p))
+
+    def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
+                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                    seed: int = 0) -> list[symusic.Score]:
+        """Spherical interpolation between the bar latents of the first ``bars`` bars of a and b."""
+        if steps < 2:
+            raise UserError("--steps must be at least 2 (the two songs themselves)")
+        ea, eb = self.read(a), self.read(b)
+        for name, e in (("first", ea), ("second", eb)):
+            if len(e.bar_starts) < bars:
+                raise UserError(f"the {name} song has {len(e.bar_starts)} bars; "
+                                f"--bars {bars} asks for more")
+        za, zb = self.encode(a, bars), self.encode(b, bars)
+        ea, eb = ea.first_bars(bars), eb.first_bars(bars)
+        out = []
+        for t in np.linspace(0.0, 1.0, steps):
+            z = slerp(za, zb, float(t))
+            r = np.rint((1 - t) * ea.rhythm + t * eb.rhythm).astype(np.int64)
+            p = np.rint((1 - t) * ea.polyphony + t * eb.polyphony).astype(np.int64)
+            out.append(self._from_latents(z, r, p, 0, seed, Sampling(temperature, top_k, top_p)))
+        return out
+
+    @torch.no_grad()
+    def token_accuracy(self, song: Song, bars: int | None = 16) -> float:
+        """Teacher-forced next-token accuracy with z = posterior mean."""
+        enc = self.read(song).first_bars(bars)
+        ids = torch.from_numpy(enc.ids)[None].to(self.device)
+        z = self.encode(song, bars) if self.model.encoder is not None else None
+        cond = self._cond(z, enc.rhythm, enc.polyphony, 0)
+        bar_of = torch.from_numpy(np.searchsorted(enc.bar_starts, np.arange(len(enc.ids) - 1),
+                                                  side="right") - 1).to(self.device)
+        logits = self.model.decode(ids[:, :-1], cond[bar_of][None])[0]
+        return float((logits.argmax(-1) == ids[:, 1:]).float().mean())

@@ -1,0 +1,137 @@
+"""Render: a score to MIDI, a piano-roll PNG and a WAV.
+
+Audio uses FluidSynth with a General MIDI soundfont when both are present (Debian packages
+``fluidsynth`` and ``fluid-soundfont-gm``); otherwise a small built-in additive synthesiser
+writes the WAV and a one-line note says how to get the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+from .checkpoint import atomic_write
+
+SOUNDFONTS = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
+              "/usr/share/soundfonts/default.sf2"]
+_warned = False
+
+
+def find_soundfont() -> str | None:
+    for p in [os.environ.get("MTVAE_SOUNDFONT")] + SOUNDFONTS:
+        if p and Path(p).is_file():
+            return p
+    return None
+
+
+def bar_ticks(score: symusic.Score) -> list[int]:
+    from miditok.utils import get_bars_ticks
+
+    return list(get_bars_ticks(score, only_notes_onsets=True))
+
+
+def piano_roll(score: symusic.Score, path: str | Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    tpq = score.ticks_per_quarter
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    colours = plt.get_cmap("tab10")
+    handles = []
+    for k, track in enumerate(t for t in score.tracks if t.note_num()):
+        c = colours(k % 10)
+        notes = track.notes.numpy()
+        ax.barh(notes["pitch"], notes["duration"] / tpq, left=notes["time"] / tpq, height=0.8,
+                color=c, edgecolor="none")
+        name = "drums" if track.is_drum else f"program {track.program}"
+        handles.append(Patch(color=c, label=name))
+    for b in bar_ticks(score):
+        ax.axvline(b / tpq, color="0.75", lw=0.6, zorder=0)
+    ax.set_xlabel("beats (quarter notes)")
+    ax.set_ylabel("MIDI pitch")
+    if handles:
+        ax.legend(handles=handles[:12], loc="upper right", fontsize=7, ncol=2)
+    ax.set_title(title or "piano roll", fontsize=9)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def synthesize(score: symusic.Score, rate: int = 22050) -> np.ndarray:
+    """A plain additive synthesiser: a few harmonics and an exponential decay per note."""
+    s = score.to("second")
+    end = max((n.time + n.duration for t in s.tracks for n in t.notes), default=0.0) + 0.5
+    out = np.zeros(int(end * rate) + 1, dtype=np.float32)
+    for track in s.tracks:
+        for n in track.notes:
+            a, length = int(n.time * rate), max(int(min(n.duration, 4.0) * rate), 64)
+            t = np.arange(length) / rate
+            if track.is_drum:  # a short noise burst
+                wave_ = np.random.default_rng(n.pitch).standard_normal(length) * np.exp(-t * 30)
+            else:
+                f = 440.0 * 2 ** ((n.pitch - 69) / 12)
+                wave_ = sum(np.sin(2 * np.pi * f * h * t) / h for h in (1, 2, 3))
+                wave_ *= np.exp(-t * 3) * np.minimum(1, t * 200)
+            seg = out[a:a + length]
+            seg += (n.velocity / 127) * 0.2 * wave_[:len(seg)].astype(np.float32)
+    peak = np.abs(out).max()
+    return out / peak * 0.9 if peak > 0 else out
+
+
+def write_wav(score: symusic.Score, path: str | Path, quiet: bool = False) -> str:
+    """Write a WAV; returns the renderer used ("fluidsynth" or "builtin")."""
+    global _warned
+    path = Path(path)
+    sf = find_soundfont()
+    if shutil.which("fluidsynth") and sf:
+        with tempfile.TemporaryDirectory() as d:
+            mid = Path(d) / "in.mid"
+            score.dump_midi(mid)
+
+            def run(tmp):
+                subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", tmp,
+                                sf, str(mid)], check=True, capture_output=True, timeout=600)
+            atomic_write(path, run)
+        return "fluidsynth"
+    audio = (synthesize(score) * 32767).astype(np.int16)
+
+    def write(tmp):
+        with wave.open(tmp, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(22050)
+            w.writeframes(audio.tobytes())
+    atomic_write(path, write)
+    if not quiet and not _warned:
+        print("note: FluidSynth or a GM soundfont is missing, so the WAV comes from a simple "
+              "built-in synthesiser (apt-get install fluidsynth fluid-soundfont-gm for real "
+              "instruments)", file=sys.stderr)
+        _warned = True
+    return "builtin"
+
+
+def render(score: symusic.Score, stem: str | Path, title: str = "", wav: bool = True,
+           png: bool = True) -> dict[str, str]:
+    """Write stem.mid, stem.png and stem.wav; return their paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = {"mid": str(stem.with_suffix(".mid"))}
+    atomic_write(out["mid"], lambda tmp: score.dump_midi(tmp))
+    if png:
+        out["png"] = str(stem.with_suffix(".png"))
+        piano_roll(score, out["png"], title)
+    if wav:
+        out["wav"] = str(stem.with_suffix(".wav"))
+        out["audio"] = write_wav(score, out["wav"])
+    return out
