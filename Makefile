@@ -24,9 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/mtvae prepare $(DEMO_SOURCE) --out $(DEMO_OUT)/data
-	rm -rf $(DEMO_OUT)/run
-	$(BIN)/mtvae train $(DEMO_OUT)/data --out $(DEMO_OUT)/run --preset tiny --max-minutes $(DEMO_MINUTES) --val-every 100
+	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) --source $(DEMO_SOURCE)
 
 bench: install
 	$(BIN)/pip install -q '.[bench]'

@@ -48,3 +48,14 @@ def tiny_data(tmp_path_factory, pop909, nottingham) -> Path:
     out = tmp_path_factory.mktemp("data") / "d"
     prepare([str(folder)], out, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory) -> Path:
+    """A tiny model trained for a few steps on tiny_data."""
+    from mtvae.train import train
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_data, run, preset="tiny", max_steps=30, val_every=15, batch_size=4, segments=2,
+          quiet=True, device="cpu")
+    return run

@@ -55,6 +55,142 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- generation
+
+
+def _load(args):
+    from .api import MusicVAE
+
+    return MusicVAE.load(args.run_dir, device=args.device)
+
+
+def _sampling(args) -> dict:
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
+
+
+def _write(args, model, pieces: list, names: list[str], extra: dict | None = None) -> int:
+    """Render every piece (MIDI, PNG, WAV) into --out and write settings.json beside them."""
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from . import __version__
+    from .render import render
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    files = []
+    for score, name in tqdm(list(zip(pieces, names)), desc="render", unit="piece",
+                            disable=args.quiet, leave=False):
+        title = f"{args.command} {name} · seed {args.seed} · T {args.temperature}"
+        if getattr(args, "genre", None):
+            title += f" · {args.genre}"
+        files.append(render(score, out / name, title=title, wav=not args.no_audio))
+    settings.update({"mtvae_version": __version__, "model_hash": model.model_hash(),
+                     "files": files, **(extra or {})})
+    (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
+    for f in files:
+        print(f["mid"])
+    print(f"wrote {len(files)} piece(s) and settings.json to {out}")
+    return 0
+
+
+def _seed(args) -> None:
+    import random
+
+    if args.seed is None:  # recorded in settings.json, so every output can be made again
+        args.seed = random.randrange(2**31)
+
+
+def _sample(args) -> int:
+    m = _load(args)
+    _seed(args)
+    pieces = m.sample(bars=args.bars, n=args.n, genre=args.genre, rhythm=args.rhythm,
+                      polyphony=args.polyphony, seed=args.seed, **_sampling(args))
+    pieces = pieces if isinstance(pieces, list) else [pieces]
+    return _write(args, m, pieces, [f"sample_{i + 1:02d}" for i in range(len(pieces))])
+
+
+def _continue(args) -> int:
+    m = _load(args)
+    _seed(args)
+    score = m.continue_(args.prompt, bars=args.bars, genre=args.genre, seed=args.seed,
+                        **_sampling(args))
+    return _write(args, m, [score], ["continuation"])
+
+
+def _interpolate(args) -> int:
+    m = _load(args)
+    _seed(args)
+    pieces = m.interpolate(args.a, args.b, steps=args.steps, bars=args.bars, seed=args.seed,
+                           **_sampling(args))
+    return _write(args, m, pieces, [f"interp_{i + 1:02d}" for i in range(len(pieces))])
+
+
+def _reconstruct(args) -> int:
+    m = _load(args)
+    _seed(args)
+    score = m.reconstruct(args.input, bars=args.bars, seed=args.seed, **_sampling(args))
+    acc = m.token_accuracy(args.input, bars=args.bars)
+    print(f"token accuracy (teacher-forced, z = posterior mean): {acc:.4f}")
+    return _write(args, m, [score], ["reconstruction"], {"token_accuracy": acc})
+
+
+def _transfer(args) -> int:
+    m = _load(args)
+    _seed(args)
+    score = m.transfer(args.input, genre=args.genre, rhythm_shift=args.rhythm_shift,
+                       polyphony_shift=args.polyphony_shift, bars=args.bars, seed=args.seed,
+                       **_sampling(args))
+    return _write(args, m, [score], ["transfer"])
+
+
+def _render(args) -> int:
+    from pathlib import Path
+
+    import symusic
+
+    from .render import piano_roll, write_wav
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise UserError(f"MIDI file not found: {path}")
+    try:
+        score = symusic.Score.from_midi(path.read_bytes())
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"{path} is not valid MIDI: {e}") from None
+    wav = args.wav or (None if args.png else f"{path.stem}.wav")
+    png = args.png or (None if args.wav else f"{path.stem}.png")
+    if png:
+        piano_roll(score, png, title=path.name)
+        print(png)
+    if wav:
+        write_wav(score, wav)
+        print(wav)
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, source=args.source, preset=args.preset,
+             max_files=args.max_files)
+    return 0
+
+
+def _add_sampling(p: argparse.ArgumentParser, out_default: str) -> None:
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--seed", type=int, help="default: random (recorded in settings.json)")
+    p.add_argument("--out", default=out_default, metavar="OUT_DIR")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-audio", action="store_true", help="skip the WAV files")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtvae", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +235,64 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ablation: Transformer-XL memory without compression")
     pt.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     pt.set_defaults(func=_train)
+
+    g = sub.add_parser("sample", help="new pieces from the prior")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("--bars", type=int, default=16)
+    g.add_argument("--n", type=int, default=4)
+    g.add_argument("--genre")
+    g.add_argument("--rhythm", type=int, choices=range(8), metavar="0-7")
+    g.add_argument("--polyphony", type=int, choices=range(8), metavar="0-7")
+    _add_sampling(g, "out/sample")
+    g.set_defaults(func=_sample)
+
+    g = sub.add_parser("continue", help="continue a MIDI prompt")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("prompt", metavar="PROMPT.mid")
+    g.add_argument("--bars", type=int, default=8)
+    g.add_argument("--genre")
+    _add_sampling(g, "out/continue")
+    g.set_defaults(func=_continue)
+
+    g = sub.add_parser("interpolate", help="spherical interpolation between two songs")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("a", metavar="A.mid")
+    g.add_argument("b", metavar="B.mid")
+    g.add_argument("--steps", type=int, default=5)
+    g.add_argument("--bars", type=int, default=8)
+    _add_sampling(g, "out/interpolate")
+    g.set_defaults(func=_interpolate)
+
+    g = sub.add_parser("reconstruct", help="encode then decode a song; prints token accuracy")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("input", metavar="IN.mid")
+    g.add_argument("--bars", type=int, default=16, help="first N bars (default 16)")
+    _add_sampling(g, "out/reconstruct")
+    g.set_defaults(func=_reconstruct)
+
+    g = sub.add_parser("transfer", help="keep a song's latents, change genre or attributes")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("input", metavar="IN.mid")
+    g.add_argument("--genre")
+    g.add_argument("--rhythm-shift", type=int, default=0, metavar="K")
+    g.add_argument("--polyphony-shift", type=int, default=0, metavar="K")
+    g.add_argument("--bars", type=int, default=16, help="first N bars (default 16)")
+    _add_sampling(g, "out/transfer")
+    g.set_defaults(func=_transfer)
+
+    g = sub.add_parser("render", help="MIDI -> piano-roll PNG and WAV")
+    g.add_argument("input", metavar="IN.mid")
+    g.add_argument("--wav", metavar="OUT.wav")
+    g.add_argument("--png", metavar="OUT.png")
+    g.set_defaults(func=_render)
+
+    g = sub.add_parser("demo", help="the main job on the built-in corpus, with index.html")
+    g.add_argument("--out", default="out/demo", metavar="OUT_DIR")
+    g.add_argument("--minutes", type=float, default=5.0, help="training time")
+    g.add_argument("--source", default=DEFAULT_SOURCE)
+    g.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"))
+    g.add_argument("--max-files", type=int)
+    g.set_defaults(func=_demo)
     return p
 
 

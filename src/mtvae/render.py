@@ -54,7 +54,8 @@ def piano_roll(score: symusic.Score, path: str | Path, title: str = "") -> None:
         notes = track.notes.numpy()
         ax.barh(notes["pitch"], notes["duration"] / tpq, left=notes["time"] / tpq, height=0.8,
                 color=c, edgecolor="none")
-        name = "drums" if track.is_drum else f"program {track.program}"
+        kind = "drums" if track.is_drum else f"program {track.program}"
+        name = f"{track.name} ({kind})" if track.name else kind
         handles.append(Patch(color=c, label=name))
     for b in bar_ticks(score):
         ax.axvline(b / tpq, color="0.75", lw=0.6, zorder=0)

@@ -1,0 +1,169 @@
+"""Generation: cached decoding equals full decoding, grammar, bars, determinism, every command
+writes MIDI + PNG + WAV, interpolation/transfer identities, bad input, the demo page."""
+
+import json
+import re
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import symusic
+import torch
+
+from mtvae import MusicVAE
+from mtvae.cli import main
+from mtvae.data import load_split
+from mtvae.data import tokens as T
+from mtvae.data.windows import TrainWindows
+from mtvae.generate import NEXT, Grammar
+from mtvae.render import write_wav
+
+
+@pytest.fixture(scope="module")
+def vae(tiny_run):
+    return MusicVAE.load(tiny_run)
+
+
+def bars_of(score: symusic.Score, vae: MusicVAE) -> int:
+    return len(T.encode_score(score, vae.tokenizer, vae.tables).bar_starts)
+
+
+def test_cached_decoding_equals_full_decoding_across_memory(vae, tiny_data):
+    model, cfg = vae.model, vae.model.cfg
+    S = cfg.seg_len
+    n = 6 * S  # well past the memory (64 tokens) and into the compressed memory
+    batch = TrainWindows(load_split(tiny_data, "train"), n, 2, cfg.max_bar_len, cfg.pad_id).batch(0)
+    z = torch.randn(2, batch.bar_mask.shape[1], model.d_cond)
+    cond = torch.gather(z, 1, batch.bar_idx[..., None].expand(-1, -1, z.shape[-1]))
+    with torch.no_grad():
+        full, memory, _ = model.decode(batch.inputs, cond)
+        assert memory.lengths == (cfg.mem_len, cfg.cmem_len)  # both memories are in use
+        state = model.decoder.start(model.decoder.empty_memory(2, "cpu"))
+        steps = []
+        for t in range(n):
+            logits, state = model.step(batch.inputs[:, t], cond[:, t], state)
+            steps.append(logits)
+    cached = torch.stack(steps, dim=1)
+    assert torch.allclose(cached, full, atol=1e-4, rtol=1e-4)
+
+
+def well_formed(tokens: list[int], g: Grammar) -> bool:
+    kinds = [int(g.kind[t]) for t in tokens]
+    prev = None
+    for k in kinds:
+        if k not in NEXT[prev]:
+            return False
+        prev = k
+    return True
+
+
+def test_samples_are_well_formed_with_exactly_the_bars_asked(vae):
+    for bars, seed in ((1, 0), (3, 1), (6, 2)):
+        score = vae.sample(bars=bars, seed=seed)
+        ids = T.encode_score(score, vae.tokenizer, vae.tables).ids.tolist()
+        assert bars_of(score, vae) == bars
+        assert well_formed(ids, vae.grammar)
+
+
+def test_the_same_seed_gives_the_same_midi_bytes(vae, tmp_path):
+    a, b, c = (vae.sample(bars=2, seed=s, temperature=0.9, top_p=0.95) for s in (5, 5, 6))
+    for s, name in ((a, "a"), (b, "b"), (c, "c")):
+        s.dump_midi(tmp_path / f"{name}.mid")
+    assert (tmp_path / "a.mid").read_bytes() == (tmp_path / "b.mid").read_bytes()
+    assert (tmp_path / "a.mid").read_bytes() != (tmp_path / "c.mid").read_bytes()
+
+
+def test_interpolation_ends_are_the_reconstructions_and_transfer_without_change_is_one(
+        vae, nottingham, tmp_path):
+    a, b = nottingham[0], nottingham[1]
+    two = vae.interpolate(a, b, steps=2, bars=3, seed=4)
+    same = lambda x, y: x.dump_midi(tmp_path / "x.mid") or y.dump_midi(tmp_path / "y.mid") or (
+        (tmp_path / "x.mid").read_bytes() == (tmp_path / "y.mid").read_bytes())  # noqa: E731
+    assert same(two[0], vae.reconstruct(a, bars=3, seed=4))
+    assert same(two[1], vae.reconstruct(b, bars=3, seed=4))
+    assert same(vae.transfer(a, bars=3, seed=4), vae.reconstruct(a, bars=3, seed=4))
+    assert vae.encode(a, bars=3).shape == (3, vae.model.cfg.d_latent)
+
+
+def check_outputs(out: Path, names: list[str], bars: list[int], vae) -> dict:
+    settings = json.loads((out / "settings.json").read_text())
+    assert len(settings["files"]) == len(names) and settings["model_hash"] == vae.model_hash()
+    for name, n in zip(names, bars):
+        score = symusic.Score(out / f"{name}.mid")
+        assert bars_of(score, vae) == n, name
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with wave.open(str(out / f"{name}.wav")) as w:
+            assert w.getnframes() > 0
+    return settings
+
+
+def test_every_command_writes_midi_png_and_wav(tiny_run, vae, nottingham, tmp_path, capsys):
+    a, b = str(nottingham[0]), str(nottingham[1])
+    r = str(tiny_run)
+    assert main(["sample", r, "--bars", "3", "--n", "2", "--seed", "1", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    s = check_outputs(tmp_path / "s", ["sample_01", "sample_02"], [3, 3], vae)
+    assert s["seed"] == 1 and s["bars"] == 3
+    assert main(["continue", r, a, "--bars", "2", "--out", str(tmp_path / "c"), "--quiet"]) == 0
+    check_outputs(tmp_path / "c", ["continuation"], [bars_of(symusic.Score(a), vae) + 2], vae)
+    assert main(["interpolate", r, a, b, "--steps", "3", "--bars", "2", "--out",
+                 str(tmp_path / "i"), "--quiet"]) == 0
+    check_outputs(tmp_path / "i", ["interp_01", "interp_02", "interp_03"], [2, 2, 2], vae)
+    assert main(["reconstruct", r, a, "--bars", "4", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    s = check_outputs(tmp_path / "r", ["reconstruction"], [4], vae)
+    assert 0 <= s["token_accuracy"] <= 1
+    assert re.search(r"token accuracy .*: 0\.\d+", capsys.readouterr().out)
+    assert main(["transfer", r, a, "--rhythm-shift", "2", "--bars", "3", "--out",
+                 str(tmp_path / "t"), "--quiet"]) == 0
+    check_outputs(tmp_path / "t", ["transfer"], [3], vae)
+    png, wav = tmp_path / "x.png", tmp_path / "x.wav"
+    assert main(["render", a, "--png", str(png), "--wav", str(wav)]) == 0
+    assert png.stat().st_size > 0 and wave.open(str(wav)).getnframes() > 0
+
+
+def test_generation_bad_input(tiny_run, nottingham, bad_midi, tmp_path, capsys):
+    r, a = str(tiny_run), str(nottingham[0])
+    cases = [
+        (["continue", r, str(bad_midi / "ValueError_Control168.mid")], "is not valid MIDI"),
+        (["interpolate", r, a, str(nottingham[1]), "--bars", "999"], "asks for more"),
+        (["sample", r, "--genre", "Polka"], "this model knows: unknown"),
+        (["sample", str(tmp_path)], "no trained weights"),
+        (["render", str(bad_midi / "ValueError_Control168.mid")], "is not valid MIDI"),
+    ]
+    for argv, message in cases:
+        code = main(argv + (["--out", str(tmp_path / "x")] if argv[0] != "render" else []))
+        err = [ln for ln in capsys.readouterr().err.strip().splitlines() if "%|" not in ln]
+        assert code == 2 and len(err) == 1 and message in err[0], (argv, err)
+
+
+def test_builtin_synthesiser_when_fluidsynth_is_missing(nottingham, tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    score = symusic.Score(nottingham[0])
+    assert write_wav(score, tmp_path / "a.wav", quiet=True) == "builtin"
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        seconds = w.getnframes() / w.getframerate()
+    assert audio.std() > 100  # not silence
+    assert abs(seconds - score.to("second").end()) < 1.0
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="CI installs fluidsynth")
+def test_fluidsynth_renders_with_the_general_midi_soundfont(nottingham, tmp_path):
+    assert write_wav(symusic.Score(nottingham[0]), tmp_path / "a.wav") == "fluidsynth"
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        assert w.getframerate() == 44100 and w.getnframes() > 44100
+
+
+def test_demo_page_references_only_files_that_exist(vae, nottingham, tmp_path):
+    from mtvae.demo import write_index
+    from mtvae.render import render
+
+    rows = [("Samples", "s1", "one", render(vae.sample(bars=1, seed=0), tmp_path / "s1")),
+            ("Reconstruction", "r", "two", render(vae.reconstruct(nottingham[0], bars=2),
+                                                  tmp_path / "r", wav=False))]
+    page = write_index(tmp_path, rows, vae.run_dir / "loss.png").read_text()
+    refs = re.findall(r"(?:src|href)='([^']+)'", page)
+    assert {"loss.png", "s1.png", "s1.wav", "s1.mid", "r.png", "r.mid"} <= set(refs)
+    assert all((tmp_path / ref).is_file() for ref in refs)
