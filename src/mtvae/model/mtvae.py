@@ -34,6 +34,10 @@ class MTVAE(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
+        # conditioning starts at zero: z ~ N(mu, 1) projected at init would swamp the token
+        # embeddings (std 0.02) and stall early learning; it grows as it becomes useful
+        for proj in self.decoder.cond:
+            nn.init.zeros_(proj.weight)
         self.head.weight = self.embed.weight  # tied input and output embeddings
 
     @staticmethod
