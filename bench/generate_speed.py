@@ -1,4 +1,4 @@
-"""Generation speed on CPU: mtvae ``small`` with and without its cache, against the library's generate.
+"""Generation speed on CPU: mtvae ``small`` with and without its cache vs the library's generate.
 
 Measures autoregressive generation throughput (new tokens x batch / seconds) from one start
 token (``Bar_None``) for:
@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -169,7 +170,8 @@ def main() -> None:
     ap.add_argument("--check-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "generate_speed.json"))
+    ap.add_argument("--json",
+                    default=str(Path(__file__).parent / "results" / "generate_speed.json"))
     args = ap.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     n_nocache = min(args.nocache_tokens, args.tokens)
@@ -200,12 +202,16 @@ def main() -> None:
                 ("library generate", lambda n: gen_library(lib, start, n), args.tokens),
             ]
             for name, fn, n in variants:
+                print(f"batch {B}, {name}: {n} new tokens ...", file=sys.stderr, flush=True)
                 rows.append({"variant": name, **measure(fn, B, n, args)})
 
     print(f"mtvae small ({params['mtvae']:,} parameters, {src}) vs compressive-transformer "
           f"d256 depth 6 ({params['library']:,} parameters); start token {start_id}; "
           f"{args.threads} threads, {args.warmup} warm-up tokens, median of {args.repeats}; "
           f"load average at start {load[0]:.2f}\n")
+    if load[0] > 0.5:
+        print(f"WARNING: load average {load[0]:.2f} at start: other processes compete for the "
+              f"CPU, so these timings are unreliable\n")
     c = check
     print(f"cache check (torch.allclose atol {CHECK_ATOL:g} rtol {CHECK_RTOL:g}): first "
           f"{c['prefix_steps']} steps vs decode(prefix)[:, -1]: {c['prefix_allclose']} (max |diff| "
@@ -220,7 +226,7 @@ def main() -> None:
               f"{r['tokens_per_s']:,.1f} |")
 
     ratios = {}
-    print(f"\n| batch | cached / uncached | cached / library | target |")
+    print("\n| batch | cached / uncached | cached / library | target |")
     print("|---:|---:|---:|---|")
     for B in batch_sizes:
         tps = {r["variant"]: r["tokens_per_s"] for r in rows if r["batch"] == B}

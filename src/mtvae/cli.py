@@ -172,6 +172,26 @@ def _render(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, format_table, write_json
+
+    compare = {}
+    for item in args.compare or []:
+        name, sep, folder = item.partition("=")
+        if not sep:
+            raise UserError(f"--compare {item}: expected NAME=FOLDER")
+        compare[name] = folder
+    result = evaluate(args.run_dir, args.data_dir, split=args.split, samples=args.samples,
+                      bars=args.bars, seed=args.seed, max_windows=args.max_windows or None,
+                      device=args.device, compare=compare,
+                      progress=(lambda msg: None) if args.quiet else print)
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import run_demo
 
@@ -285,6 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wav", metavar="OUT.wav")
     g.add_argument("--png", metavar="OUT.png")
     g.set_defaults(func=_render)
+
+    g = sub.add_parser("evaluate", help="likelihood, reconstruction, control, music statistics")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("data_dir", metavar="DATA_DIR")
+    g.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    g.add_argument("--samples", type=int, default=32, help="prior samples for the statistics")
+    g.add_argument("--bars", type=int, default=8, help="bars per sample / per real excerpt")
+    g.add_argument("--max-windows", type=int, default=200,
+                   help="windows of the split for the likelihood (0 = all)")
+    g.add_argument("--compare", action="append", metavar="NAME=FOLDER",
+                   help="also compare these MIDI samples (e.g. a baseline's)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--json", metavar="FILE")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_evaluate)
 
     g = sub.add_parser("demo", help="the main job on the built-in corpus, with index.html")
     g.add_argument("--out", default="out/demo", metavar="OUT_DIR")

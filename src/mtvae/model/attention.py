@@ -54,6 +54,17 @@ class Attention(nn.Module):
         cos, sin = self.rotary(positions)
         return apply_rotary(self._heads(k), cos, sin), self._heads(v)
 
+    def step(self, x, positions, kbuf, vbuf, fill: int):
+        """Cached decoding of one token: its key/value go into the preallocated buffers at
+        ``fill`` and it attends over everything before and including it (no copies)."""
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        cos, sin = self.rotary(positions)
+        kbuf[:, :, fill:fill + 1] = apply_rotary(self._heads(k), cos, sin)
+        vbuf[:, :, fill:fill + 1] = self._heads(v)
+        q = apply_rotary(self._heads(q), cos, sin)
+        out = F.scaled_dot_product_attention(q, kbuf[:, :, :fill + 1], vbuf[:, :, :fill + 1])
+        return self.out(out.transpose(1, 2).flatten(2))
+
     def forward(self, x, positions, prefix=None, causal=True, attn_mask=None):
         """Attend from ``x`` [B, S, D] over ``prefix`` (all visible) then ``x`` itself.
 

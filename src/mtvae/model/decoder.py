@@ -33,26 +33,15 @@ class Memory:
 
 @dataclass
 class DecodeState:
-    """Cached decoding: the memory, the current segment's layer inputs and keys/values."""
+    """Cached decoding: the memory, the current segment's layer inputs, and per layer a
+    key/value buffer holding [compressed memory; memory] then the segment's tokens so far."""
 
     memory: Memory
     inputs: list[list[torch.Tensor]]  # per layer, one [B, 1, D] per token of the segment
-    prefix: list  # per layer (k, v) of [compressed memory; memory], or None
+    kbuf: list[torch.Tensor]  # per layer [B, H, P + seg_len, dh]
+    vbuf: list[torch.Tensor]
+    prefix_len: int  # P
     pos: int  # tokens in the current segment
-    kv: list | None = None  # per layer (k, v) of the segment so far
-
-    def kv_append(self, layer: int, own) -> None:
-        if self.kv is None:
-            self.kv = [None] * len(self.inputs)
-        self.kv[layer] = own if self.kv[layer] is None else _cat_kv(self.kv[layer], own)
-
-
-def _cat_kv(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return torch.cat([a[0], b[0]], dim=2), torch.cat([a[1], b[1]], dim=2)
 
 
 class Decoder(nn.Module):
@@ -119,22 +108,32 @@ class Decoder(nn.Module):
     def start(self, memory: Memory) -> DecodeState:
         """A decoding state whose next token opens a new segment after ``memory``."""
         ppos = self.prefix_positions(memory, memory.mem[0].device)
-        prefix = [self.layer_prefix(i, memory, ppos) for i in range(len(self.blocks))]
-        return DecodeState(memory, [[] for _ in self.blocks], prefix, 0)
+        P = len(ppos)
+        kbufs, vbufs = [], []
+        for i, blk in enumerate(self.blocks):
+            B = memory.mem[i].shape[0]
+            shape = (B, blk.attn.h, P + self.cfg.seg_len, blk.attn.dh)
+            kb = memory.mem[i].new_empty(shape)
+            vb = memory.mem[i].new_empty(shape)
+            prefix = self.layer_prefix(i, memory, ppos)
+            if prefix is not None:
+                kb[:, :, :P], vb[:, :, :P] = prefix
+            kbufs.append(kb)
+            vbufs.append(vb)
+        return DecodeState(memory, [[] for _ in self.blocks], kbufs, vbufs, P, 0)
 
     def step(self, x: torch.Tensor, cond: torch.Tensor, state: DecodeState):
         """One token per sequence: x [B, 1, D], cond [B, 1, d_cond] -> hidden [B, 1, D].
 
-        Keys and values of the segment so far are cached; when the segment is full its layer
-        inputs are pushed into the memory exactly as ``forward`` does, so the result equals
-        teacher-forced decoding of the same tokens.
+        When the segment is full its layer inputs are pushed into the memory exactly as
+        ``forward`` does, so the result equals teacher-forced decoding of the same tokens.
         """
         pos = torch.full((1,), state.pos, device=x.device)
+        fill = state.prefix_len + state.pos
         for i, blk in enumerate(self.blocks):
             x = x + self.cond[i](cond)
             state.inputs[i].append(x)
-            x, own = blk(x, pos, _cat_kv(state.prefix[i], state.kv[i] if state.kv else None))
-            state.kv_append(i, own)
+            x = blk.step(x, pos, state.kbuf[i], state.vbuf[i], fill)
         state.pos += 1
         if state.pos == self.cfg.seg_len:
             memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],

@@ -125,6 +125,7 @@ class MTVAE(nn.Module):
             kl = kl_per_dim(mu, logvar)[batch.bar_mask]  # [N_bars, d_latent]
             n_bars = kl.shape[0]
             out["kl"] = kl.mean(0).sum()  # nats per bar
+            out["mu"] = mu[batch.bar_mask].detach()
             out["kl_dims"] = kl.mean(0).detach()
             kl_cost = free_bits_kl(kl, free_bits) * n_bars / n_tok  # per target token
             out["kl_per_token"] = kl.sum() / n_tok

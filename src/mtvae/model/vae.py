@@ -26,6 +26,11 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x))), own
 
 
+    def step(self, x, positions, kbuf, vbuf, fill: int):
+        x = x + self.drop(self.attn.step(self.ln1(x), positions, kbuf, vbuf, fill))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
 class BarEncoder(nn.Module):
     """Each bar's tokens -> (mu, logvar) of its latent."""
 

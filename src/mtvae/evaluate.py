@@ -1,0 +1,244 @@
+"""Evaluation: ``evaluate(RUN_DIR, DATA_DIR)`` and ``mtvae evaluate``.
+
+* likelihood on a split: cross-entropy in bits per token and per note, the ELBO
+  (reconstruction + KL), KL per bar, active latent units (variance of mu above 0.01);
+* reconstruction as MusicVAE reports it: token accuracy and note-level F1 (onset, pitch,
+  program), teacher-forced and freely sampled from the posterior latents;
+* control: Spearman's rho between the rhythm / polyphony class asked for and the class measured
+  in what comes out;
+* music statistics (Yang & Lerch 2018) of prior samples against the split, per feature the
+  overlap area and KL of the two distributions, with the train split as the ceiling and any
+  extra folders of MIDI (e.g. a baseline's samples) in the same table;
+* memorisation: the longest run of tokens a sample copies from the train split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from . import metrics as M
+from .api import MusicVAE
+from .data import tokens as T
+from .data.dataset import load_meta, load_split
+from .data.windows import eval_batches, eval_windows
+from .errors import UserError
+from .generate import PITCH, PITCHDRUM
+
+
+def truncate(score: symusic.Score, bars: int) -> symusic.Score:
+    """The first ``bars`` bars of a score (by its time signatures)."""
+    tpq = score.ticks_per_quarter
+    end = max((n.time + n.duration for t in score.tracks for n in t.notes), default=0)
+    b = M._bars(score, end / tpq + 1e-6)
+    if len(b) <= bars:
+        return score
+    return score.clip(0, int(round(b[bars] * tpq)), clip_end=True)
+
+
+def _songs(data_dir: Path, split: str) -> list[Path]:
+    import csv
+
+    with open(data_dir / "manifest.csv") as f:
+        return [Path(r["file"]) for r in csv.DictReader(f) if r["split"] == split]
+
+
+@torch.no_grad()
+def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
+               batch_size: int = 8) -> dict:
+    model, cfg = m.model, m.config
+    store = load_split(data_dir, split)
+    length = cfg.train.segments * cfg.model.seg_len
+    windows = eval_windows(store, length, max_windows)
+    is_note = torch.from_numpy((m.grammar.kind == PITCH) | (m.grammar.kind == PITCHDRUM))
+    s = {"ce": 0.0, "ce_mean": 0.0, "kl": 0.0, "tokens": 0, "notes": 0, "correct": 0, "bars": 0}
+    mus = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for batch in eval_batches(store, windows, length, batch_size, cfg.model.max_bar_len,
+                                  cfg.model.pad_id):
+            batch = batch.to(m.device)
+            n = float(batch.targets.ne(cfg.model.pad_id).sum())
+            sampled = model(batch, sample=True)  # the ELBO: z ~ q(z|x)
+            mean = model(batch, sample=False)  # reconstruction with z = mu
+            valid = batch.targets != cfg.model.pad_id
+            s["ce"] += sampled["ce"].item() * n
+            s["ce_mean"] += mean["ce"].item() * n
+            s["kl"] += sampled.get("kl_per_token", torch.zeros(())).item() * n
+            s["tokens"] += n
+            s["notes"] += int((is_note.to(batch.targets.device)[batch.targets] & valid).sum())
+            s["correct"] += int(((mean["logits"].argmax(-1) == batch.targets) & valid).sum())
+            s["bars"] += int(batch.bar_mask.sum())
+            if "mu" in mean:
+                mus.append(mean["mu"].cpu())
+    n, ln2 = max(s["tokens"], 1), math.log(2)
+    elbo = (s["ce"] + s["kl"]) / n  # nats per token
+    out = {
+        "split": split, "windows": len(windows), "tokens": int(s["tokens"]), "notes": s["notes"],
+        "bits_per_token": elbo / ln2,
+        "bits_per_note": (s["ce"] + s["kl"]) / ln2 / max(s["notes"], 1),
+        "elbo_nats_per_token": elbo,
+        "reconstruction_nats_per_token": s["ce"] / n,
+        "kl_nats_per_token": s["kl"] / n,
+        "kl_nats_per_bar": s["kl"] / max(s["bars"], 1),
+        "teacher_forced_token_accuracy": s["correct"] / n,
+        "teacher_forced_ce_with_mean_z": s["ce_mean"] / n,
+    }
+    if mus:
+        mu = torch.cat(mus)
+        var = mu.var(0)
+        out["active_units"] = int((var > 0.01).sum())
+        out["latent_dims"] = int(mu.shape[1])
+    return out
+
+
+@torch.no_grad()
+def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int) -> dict:
+    """Teacher-forced and sampled token accuracy and note F1 on the first ``bars`` bars."""
+    if m.model.encoder is None:
+        return {}
+    rows = []
+    for k, path in enumerate(songs):
+        enc = m.read(path).first_bars(bars)
+        ids = enc.ids.tolist()
+        ref = m.tokenizer.decode(ids)
+        z = m.encode(path, bars)
+        cond = m._cond(z, enc.rhythm, enc.polyphony, 0)
+        bar_of = np.searchsorted(enc.bar_starts, np.arange(len(ids) - 1), side="right") - 1
+        logits = m.model.decode(torch.tensor([ids[:-1]], device=m.device),
+                                cond[torch.from_numpy(bar_of)][None])[0]
+        pred = [ids[0]] + logits[0].argmax(-1).tolist()
+        tf_acc = float(np.mean(np.asarray(pred[1:]) == np.asarray(ids[1:])))
+        tf = M.note_f1(ref, m.tokenizer.decode(pred))
+        sampled = m.reconstruct(path, bars=bars, seed=seed + k)
+        s_ids = T.encode_score(sampled, m.tokenizer, m.tables).ids.tolist()
+        n = len(ids)
+        s_acc = sum(a == b for a, b in zip(s_ids, ids)) / n
+        rows.append((tf_acc, tf["f1"], s_acc, M.note_f1(ref, sampled)["f1"]))
+    r = np.asarray(rows)
+    return {"songs": len(rows), "bars": bars,
+            "teacher_forced": {"token_accuracy": float(r[:, 0].mean()), "note_f1": float(r[:, 1].mean())},
+            "sampled": {"token_accuracy": float(r[:, 2].mean()), "note_f1": float(r[:, 3].mean())}}
+
+
+def control(m: MusicVAE, per_class: int, bars: int, seed: int) -> dict:
+    """Spearman's rho between asked and measured bar attribute classes."""
+    edges = m.config.data["attribute_edges"]
+    out = {}
+    for attr in ("rhythm", "polyphony"):
+        asked, measured, means = [], [], []
+        for c in range(8):
+            kwargs = {attr: c}
+            pieces = m.sample(bars=bars, n=per_class, seed=seed + 100 * c, **kwargs)
+            pieces = pieces if isinstance(pieces, list) else [pieces]
+            got = []
+            for p in pieces:
+                enc = T.encode_score(p, m.tokenizer, m.tables)
+                vals = enc.rhythm if attr == "rhythm" else enc.polyphony
+                got += T.attribute_classes(vals, edges[attr]).tolist()
+            asked += [c] * len(got)
+            measured += got
+            means.append(float(np.mean(got)) if got else float("nan"))
+        out[attr] = {"spearman_rho": M.spearman(asked, measured), "mean_measured_class": means,
+                     "bars": len(measured)}
+    return out
+
+
+def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: int = 8,
+             seed: int = 0, max_windows: int | None = 200, device: str = "cpu",
+             compare: dict[str, str] | None = None, control_per_class: int | None = None,
+             progress=print) -> dict:
+    """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes)."""
+    data_dir = Path(data_dir)
+    load_meta(data_dir)
+    m = MusicVAE.load(run_dir, device=device)
+    result: dict = {"run_dir": str(run_dir), "data_dir": str(data_dir), "split": split,
+                    "samples": samples, "bars": bars, "seed": seed,
+                    "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
+                    "vae": m.model.encoder is not None}
+    rng = np.random.default_rng(seed)
+    split_songs = _songs(data_dir, split)
+    if not split_songs:
+        raise UserError(f"the {split} split of {data_dir} is empty")
+
+    progress("likelihood ...")
+    result["likelihood"] = likelihood(m, data_dir, split, max_windows)
+
+    recon_songs = [split_songs[i] for i in rng.permutation(len(split_songs))[:min(samples, 16)]]
+    recon_songs = [p for p in recon_songs if len(m.read(p).bar_starts) >= 2]
+    if result["vae"]:
+        progress("reconstruction ...")
+        result["reconstruction"] = reconstruction(m, recon_songs, bars, seed)
+    progress("control ...")
+    result["control"] = control(m, control_per_class or max(1, samples // 16), bars, seed)
+
+    progress(f"{samples} prior samples ...")
+    generated = m.sample(bars=bars, n=samples, seed=seed)
+    generated = generated if isinstance(generated, list) else [generated]
+    real = [truncate(symusic.Score(p), bars) for p in split_songs]
+    train_songs = _songs(data_dir, "train")
+    pick = rng.permutation(len(train_songs))[:len(split_songs)]
+    ceiling = [truncate(symusic.Score(train_songs[i]), bars) for i in pick]
+    sets = {"mtvae": generated, "train (ceiling)": ceiling}
+    for name, folder in (compare or {}).items():
+        files = sorted(Path(folder).glob("*.mid"))
+        if not files:
+            raise UserError(f"--compare {name}={folder}: no .mid files there")
+        sets[name] = [truncate(symusic.Score(f), bars) for f in files]
+    real_f = M.set_features(real)
+    result["music_statistics"] = {
+        name: M.compare_sets(real_f, M.set_features(scores)) for name, scores in sets.items()}
+
+    progress("memorisation ...")
+    train = load_split(data_dir, "train")
+    index = M.CopyIndex([np.asarray(train.ids(i)) for i in range(len(train))])
+    runs = [index.longest(T.encode_score(s, m.tokenizer, m.tables).ids) for s in generated]
+    lengths = [len(T.encode_score(s, m.tokenizer, m.tables).ids) for s in generated]
+    result["memorisation"] = {"longest_copied_run": M.summary(runs),
+                              "sample_tokens": M.summary(lengths)}
+    return result
+
+
+def format_table(r: dict) -> str:
+    lk = r["likelihood"]
+    lines = [f"mtvae evaluate · {r['run_dir']} on {r['split']} ({lk['tokens']} tokens, "
+             f"{r['parameters'] / 1e6:.2f}M parameters)", "",
+             "| likelihood | value |", "|---|---:|",
+             f"| bits per token (ELBO) | {lk['bits_per_token']:.3f} |",
+             f"| bits per note | {lk['bits_per_note']:.3f} |",
+             f"| reconstruction nats/token | {lk['reconstruction_nats_per_token']:.3f} |",
+             f"| KL nats/token · per bar | {lk['kl_nats_per_token']:.3f} · {lk['kl_nats_per_bar']:.2f} |",
+             f"| teacher-forced token accuracy | {lk['teacher_forced_token_accuracy']:.3f} |"]
+    if "active_units" in lk:
+        lines.append(f"| active latent units | {lk['active_units']} / {lk['latent_dims']} |")
+    if "reconstruction" in r:
+        rc = r["reconstruction"]
+        lines += ["", f"| reconstruction ({rc['songs']} songs, {rc['bars']} bars) | token acc | note F1 |",
+                  "|---|---:|---:|",
+                  f"| teacher-forced | {rc['teacher_forced']['token_accuracy']:.3f} | {rc['teacher_forced']['note_f1']:.3f} |",
+                  f"| sampled | {rc['sampled']['token_accuracy']:.3f} | {rc['sampled']['note_f1']:.3f} |"]
+    ct = r["control"]
+    lines += ["", "| control | Spearman ρ |", "|---|---:|"]
+    lines += [f"| {a} | {ct[a]['spearman_rho']:.3f} |" for a in ("rhythm", "polyphony")]
+    ms = r["music_statistics"]
+    names = list(ms)
+    lines += ["", "| feature (overlap ↑ / KL ↓) | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
+    for feat in ms[names[0]]:
+        cells = [f"{ms[n][feat]['overlap']:.3f} / {ms[n][feat]['kl']:.3f}" for n in names]
+        lines.append(f"| {feat} | " + " | ".join(cells) + " |")
+    mem = r["memorisation"]
+    lines += ["", f"memorisation: longest copied run median {mem['longest_copied_run']['median']:.0f}, "
+              f"max {mem['longest_copied_run']['max']:.0f} tokens "
+              f"(samples are {mem['sample_tokens']['median']:.0f} tokens long, median)"]
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2, default=float))
