@@ -1,0 +1,124 @@
+"""Figures for docs/RESULTS.md.
+
+    .venv/bin/python bench/figures.py curves runs/abl-* --out docs/img/ablations.png
+    .venv/bin/python bench/figures.py overlap bench/results/eval_small.json --out docs/img/overlap.png
+    .venv/bin/python bench/figures.py latents RUN_DIR DATA_DIR --out docs/img/latents.png
+    .venv/bin/python bench/figures.py interpolation RUN_DIR A.mid B.mid --out docs/img/interp.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def curves(runs: list[Path], out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for run in runs:
+        rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "valid"]
+        ax.plot([int(r["step"]) for r in rows], [float(r["bits_per_token"]) for r in rows], "o-",
+                ms=3, label=run.name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation bits per token (ELBO)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def overlap(result_json: Path, out: Path) -> None:
+    stats = json.loads(result_json.read_text())["music_statistics"]
+    names = list(stats)
+    feats = list(stats[names[0]])
+    x = np.arange(len(feats))
+    w = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for k, n in enumerate(names):
+        ax.bar(x + k * w, [stats[n][f]["overlap"] for f in feats], w, label=n)
+    ax.set_xticks(x + w * (len(names) - 1) / 2, [f.replace("_", "\n") for f in feats], fontsize=7)
+    ax.set_ylabel("overlap area with the test split (1 = same distribution)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def latents(run_dir: Path, data_dir: Path, out: Path, split: str = "test", songs: int = 60,
+            bars: int = 16) -> None:
+    from mtvae import MusicVAE
+
+    m = MusicVAE.load(run_dir)
+    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == split]
+    rng = np.random.default_rng(0)
+    rows = [rows[i] for i in rng.permutation(len(rows))[:songs]]
+    zs, labels = [], []
+    for r in rows:
+        z = m.encode(r["file"], bars).numpy()
+        zs.append(z)
+        labels += [r["genre"] or Path(r["source"]).name] * len(z)
+    Z = np.concatenate(zs)
+    Z = Z - Z.mean(0)
+    _, s, vt = np.linalg.svd(Z, full_matrices=False)
+    P = Z @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for lab in sorted(set(labels)):
+        sel = np.asarray(labels) == lab
+        ax.scatter(P[sel, 0], P[sel, 1], s=6, alpha=0.6, label=lab)
+    var = s[:2] ** 2 / (s ** 2).sum()
+    ax.set_xlabel(f"PC1 ({var[0]:.0%})")
+    ax.set_ylabel(f"PC2 ({var[1]:.0%})")
+    ax.set_title(f"bar latents (posterior means), {len(Z)} bars of {len(rows)} {split} songs",
+                 fontsize=9)
+    ax.legend(fontsize=8, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def interpolation(run_dir: Path, a: str, b: str, out: Path, steps: int = 5, bars: int = 4) -> None:
+    from mtvae import MusicVAE
+
+    m = MusicVAE.load(run_dir)
+    pieces = m.interpolate(a, b, steps=steps, bars=bars, seed=0, temperature=0.8)
+    fig, axes = plt.subplots(1, steps, figsize=(3 * steps, 3), sharey=True)
+    for k, (ax, s) in enumerate(zip(axes, pieces)):
+        tpq = s.ticks_per_quarter
+        for t in s.tracks:
+            n = t.notes.numpy()
+            if len(n["pitch"]):
+                ax.barh(n["pitch"], n["duration"] / tpq, left=n["time"] / tpq, height=0.8)
+        ax.set_title(f"t = {k / (steps - 1):.2f}", fontsize=9)
+        ax.set_xlabel("beats")
+    axes[0].set_ylabel("pitch")
+    fig.suptitle(f"interpolation: {Path(a).name} → {Path(b).name}, first {bars} bars", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kind", choices=("curves", "overlap", "latents", "interpolation"))
+    ap.add_argument("args", nargs="+")
+    ap.add_argument("--out", required=True, type=Path)
+    a = ap.parse_args()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    if a.kind == "curves":
+        curves([Path(p) for p in a.args], a.out)
+    elif a.kind == "overlap":
+        overlap(Path(a.args[0]), a.out)
+    elif a.kind == "latents":
+        latents(Path(a.args[0]), Path(a.args[1]), a.out)
+    else:
+        interpolation(Path(a.args[0]), a.args[1], a.args[2], a.out)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
