@@ -27,8 +27,9 @@ demo: install
 	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) --source $(DEMO_SOURCE)
 
 bench: install
-	$(BIN)/pip install -q '.[bench]'
 	$(BIN)/python bench/prepare.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/generate_speed.py
 
 clean:
 	rm -rf $(VENV) out
