@@ -14,7 +14,7 @@ token (``Bar_None``) for:
   memory on layers 5 and 6, 4 heads): it has no key/value cache and re-runs the current
   64-token segment at every step, with its memories carried across segments.
 
-Random weights (speed does not depend on them), eval mode, ``torch.no_grad``. Every variant
+Random weights (speed does not depend on them), eval mode, ``torch.inference_mode`` (as mtvae.generate uses; the library too). Every variant
 samples the same way: ``torch.multinomial`` on the softmax of the logits, temperature 1, no
 top-k/top-p (the library's default top-k filter is replaced by the identity). mtvae's
 conditioning is one fixed random vector per sequence. Each variant first generates
@@ -190,7 +190,7 @@ def main() -> None:
 
     load = os.getloadavg()
     rows = []
-    with torch.no_grad():
+    with torch.inference_mode():
         check = check_cache(model, start_id, args.seed, args.check_steps)
         for B in batch_sizes:
             torch.manual_seed(args.seed + B)

@@ -12,11 +12,11 @@ case "$1" in
   baseline)  # the original study, same train split, same 30-minute budget as mtvae small
     $PY bench/seed_baseline.py --data "$DATA" --minutes 30 --out runs/seed-baseline ;;
   evaluate)  # mtvae small (30 min) with the baseline's samples in the same statistics table
-    $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 0 \
+    $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
        --compare "seed baseline=runs/seed-baseline/samples" --json bench/results/eval_small.json ;;
   ablations)  # equal budget (10 minutes each): likelihood and the rest on the test split
     for r in abl-mtvae abl-no-vae abl-no-memory abl-no-compression; do
-      $M evaluate runs/$r "$DATA" --split test --samples 16 --bars 8 --max-windows 0 --quiet \
+      $M evaluate runs/$r "$DATA" --split test --samples 16 --bars 8 --max-windows 100 --quiet \
          --json bench/results/eval_$r.json > bench/results/eval_$r.txt
     done ;;
   figures)

@@ -54,14 +54,19 @@ class Attention(nn.Module):
         cos, sin = self.rotary(positions)
         return apply_rotary(self._heads(k), cos, sin), self._heads(v)
 
-    def step(self, x, positions, kbuf, vbuf, fill: int):
+    def step(self, x, cos_sin, kbuf, vbuf, fill: int):
         """Cached decoding of one token: its key/value go into the preallocated buffers at
-        ``fill`` and it attends over everything before and including it (no copies)."""
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        cos, sin = self.rotary(positions)
-        kbuf[:, :, fill:fill + 1] = apply_rotary(self._heads(k), cos, sin)
-        vbuf[:, :, fill:fill + 1] = self._heads(v)
-        q = apply_rotary(self._heads(q), cos, sin)
+        ``fill`` and it attends over everything before and including it (no copies).
+        ``cos_sin``: the rotary terms of its position (computed once for all layers)."""
+        qkv = self.qkv(x)
+        d = qkv.shape[-1] // 3
+        cos, sin = cos_sin
+        # rotate queries and keys in one call: heads 0..H-1 are q, H..2H-1 are k
+        qk = apply_rotary(qkv[..., :2 * d].unflatten(-1, (2 * self.h, self.dh)).transpose(1, 2),
+                          cos, sin)
+        q = qk[:, :self.h]
+        kbuf[:, :, fill:fill + 1] = qk[:, self.h:]
+        vbuf[:, :, fill:fill + 1] = self._heads(qkv[..., 2 * d:])
         out = F.scaled_dot_product_attention(q, kbuf[:, :, :fill + 1], vbuf[:, :, :fill + 1])
         return self.out(out.transpose(1, 2).flatten(2))
 

@@ -42,6 +42,8 @@ class DecodeState:
     vbuf: list[torch.Tensor]
     prefix_len: int  # P
     pos: int  # tokens in the current segment
+    cond: torch.Tensor | None = None  # the last step's condition and its per-layer projections
+    cond_proj: list | None = None
 
 
 class Decoder(nn.Module):
@@ -128,17 +130,22 @@ class Decoder(nn.Module):
         When the segment is full its layer inputs are pushed into the memory exactly as
         ``forward`` does, so the result equals teacher-forced decoding of the same tokens.
         """
-        pos = torch.full((1,), state.pos, device=x.device)
+        cos_sin = self.blocks[0].attn.rotary(torch.full((1,), state.pos, device=x.device))
         fill = state.prefix_len + state.pos
+        if state.cond is None or not torch.equal(cond, state.cond):  # a bar's condition is
+            state.cond = cond  # fixed, so its projections are computed once per bar
+            state.cond_proj = [proj(cond) for proj in self.cond]
         for i, blk in enumerate(self.blocks):
-            x = x + self.cond[i](cond)
+            x = x + state.cond_proj[i]
             state.inputs[i].append(x)
-            x = blk.step(x, pos, state.kbuf[i], state.vbuf[i], fill)
+            x = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill)
         state.pos += 1
         if state.pos == self.cfg.seg_len:
             memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],
                                   with_loss=False)
+            cond_cache = (state.cond, state.cond_proj)
             state = self.start(memory)
+            state.cond, state.cond_proj = cond_cache
         return self.norm(x), state
 
     def push(self, memory: Memory, inputs: list[torch.Tensor], with_loss: bool = True):

@@ -26,8 +26,8 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x))), own
 
 
-    def step(self, x, positions, kbuf, vbuf, fill: int):
-        x = x + self.drop(self.attn.step(self.ln1(x), positions, kbuf, vbuf, fill))
+    def step(self, x, cos_sin, kbuf, vbuf, fill: int):
+        x = x + self.drop(self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill))
         return x + self.drop(self.ff(self.ln2(x)))
 
 
