@@ -199,7 +199,8 @@ class CopyIndex:
     """Longest run of tokens that a sequence shares with a corpus, by 64-bit rolling hashes.
 
     Hashes of every window of length L in the corpus are built on demand (one vectorised
-    pass per L) and cached; a binary search over L finds each sequence's longest match.
+    pass per L) and cached; an exponential then binary search over L finds each sequence's
+    longest match.
     """
 
     B = np.uint64(0x9E3779B97F4A7C15)  # odd, so it has an inverse modulo 2**64
@@ -258,8 +259,16 @@ class CopyIndex:
             pos = np.clip(pos, 0, max(len(corpus) - 1, 0))
             return bool(len(corpus) and np.any(corpus[pos] == w))
 
-        lo, hi = 0, len(seq)
-        while lo < hi:  # largest L with a match
+        n = len(seq)
+        if n == 0 or not found(1):
+            return 0
+        # exponential then binary search: probes are short lengths shared by every sequence,
+        # so the corpus is hashed for few distinct L (each costs a pass over the corpus)
+        lo, hi = 1, 2
+        while hi <= n and found(hi):
+            lo, hi = hi, hi * 2
+        hi = min(hi - 1, n)
+        while lo < hi:  # largest L with a match; found(lo) holds
             mid = (lo + hi + 1) // 2
             if found(mid):
                 lo = mid
