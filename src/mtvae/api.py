@@ -120,12 +120,15 @@ class MusicVAE:
                             T.attribute_classes(enc.rhythm, edges["rhythm"]).astype(np.int64),
                             T.attribute_classes(enc.polyphony, edges["polyphony"]).astype(np.int64))
 
-    @torch.no_grad()
     def encode(self, song: Song, bars: int | None = None) -> torch.Tensor:
         """Posterior means of the bar latents: [n_bars, d_latent]."""
+        return self._latents(self.read(song).first_bars(bars))
+
+    @torch.no_grad()
+    def _latents(self, enc: EncodedInput) -> torch.Tensor:
+        """Posterior means of an already-read song's bars (None without an encoder)."""
         if self.model.encoder is None:
             raise UserError("this model was trained with --no-vae: it has no latents")
-        enc = self.read(song).first_bars(bars)
         L = self.config.model.max_bar_len
         ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
         bar_ids = [enc.ids[a:b][:L] for a, b in zip(enc.bar_starts, ends)]
@@ -134,6 +137,18 @@ class MusicVAE:
         tokens, bar = pack_bars(rows, self.config.model.pad_id)
         mu, _ = self.model.encode(tokens.to(self.device), bar.to(self.device), per_row)
         return mu.flatten(0, 1)[:len(bar_ids)]
+
+    def _own_latents(self, enc: EncodedInput):
+        return self._latents(enc) if self.model.encoder is not None else None
+
+    @torch.no_grad()
+    def teacher_forced_logits(self, enc: EncodedInput) -> torch.Tensor:
+        """Next-token logits [len(ids) - 1, V] of a read song, z = posterior mean."""
+        ids = torch.from_numpy(enc.ids)[None].to(self.device)
+        cond = self._cond(self._own_latents(enc), enc.rhythm, enc.polyphony, 0)
+        bar_of = torch.from_numpy(np.searchsorted(enc.bar_starts, np.arange(len(enc.ids) - 1),
+                                                  side="right") - 1).to(self.device)
+        return self.model.decode(ids[:, :-1], cond[bar_of][None])[0][0]
 
     # ------------------------------------------------------------------ decoding
     def _cond(self, z, rhythm, polyphony, genre: int) -> torch.Tensor:
@@ -190,11 +205,11 @@ class MusicVAE:
         seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
         enc = self.read(prompt)
         g = self._genre(genre)
-        zp = self.encode(prompt) if self.model.encoder is not None else torch.zeros(len(enc.rhythm), 1)
+        zp = self._own_latents(enc)
         r = self._per_bar(rhythm if rhythm is not None else enc.rhythm[-1], bars, None, "rhythm")
         p = self._per_bar(polyphony if polyphony is not None else enc.polyphony[-1], bars, None,
                           "polyphony")
-        z = torch.cat([zp.cpu(), self._z_prior(bars, seed)]) if self.model.encoder is not None else None
+        z = None if zp is None else torch.cat([zp.cpu(), self._z_prior(bars, seed)])
         cond = self._cond(z, np.concatenate([enc.rhythm, r]), np.concatenate([enc.polyphony, p]), g)
         prompt_ids = enc.ids.tolist()
         plan = Plan(cond, bars, prompt=prompt_ids, seed=seed)
@@ -216,8 +231,7 @@ class MusicVAE:
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> symusic.Score:
         """Keep the song's bar latents; change its genre and/or shift its bar attributes."""
         enc = self.read(song).first_bars(bars)
-        z = self.encode(song, bars) if self.model.encoder is not None else None
-        return self._from_latents(z, enc.rhythm + rhythm_shift, enc.polyphony + polyphony_shift,
+        return self._from_latents(self._own_latents(enc), enc.rhythm + rhythm_shift, enc.polyphony + polyphony_shift,
                                   self._genre(genre), seed, Sampling(temperature, top_k, top_p))
 
     def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
@@ -231,8 +245,8 @@ class MusicVAE:
             if len(e.bar_starts) < bars:
                 raise UserError(f"the {name} song has {len(e.bar_starts)} bars; "
                                 f"--bars {bars} asks for more")
-        za, zb = self.encode(a, bars), self.encode(b, bars)
         ea, eb = ea.first_bars(bars), eb.first_bars(bars)
+        za, zb = self._latents(ea), self._latents(eb)
         out = []
         for t in np.linspace(0.0, 1.0, steps):
             z = slerp(za, zb, float(t))
@@ -241,14 +255,8 @@ class MusicVAE:
             out.append(self._from_latents(z, r, p, 0, seed, Sampling(temperature, top_k, top_p)))
         return out
 
-    @torch.no_grad()
     def token_accuracy(self, song: Song, bars: int | None = 16) -> float:
         """Teacher-forced next-token accuracy with z = posterior mean."""
         enc = self.read(song).first_bars(bars)
-        ids = torch.from_numpy(enc.ids)[None].to(self.device)
-        z = self.encode(song, bars) if self.model.encoder is not None else None
-        cond = self._cond(z, enc.rhythm, enc.polyphony, 0)
-        bar_of = torch.from_numpy(np.searchsorted(enc.bar_starts, np.arange(len(enc.ids) - 1),
-                                                  side="right") - 1).to(self.device)
-        logits = self.model.decode(ids[:, :-1], cond[bar_of][None])[0]
-        return float((logits.argmax(-1) == ids[:, 1:]).float().mean())
+        pred = self.teacher_forced_logits(enc).argmax(-1).cpu().numpy()
+        return float(np.mean(pred == enc.ids[1:]))

@@ -107,12 +107,7 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int) -> dict
         enc = m.read(path).first_bars(bars)
         ids = enc.ids.tolist()
         ref = m.tokenizer.decode(ids)
-        z = m.encode(path, bars)
-        cond = m._cond(z, enc.rhythm, enc.polyphony, 0)
-        bar_of = np.searchsorted(enc.bar_starts, np.arange(len(ids) - 1), side="right") - 1
-        logits = m.model.decode(torch.tensor([ids[:-1]], device=m.device),
-                                cond[torch.from_numpy(bar_of)][None])[0]
-        pred = [ids[0]] + logits[0].argmax(-1).tolist()
+        pred = [ids[0]] + m.teacher_forced_logits(enc).argmax(-1).tolist()
         tf_acc = float(np.mean(np.asarray(pred[1:]) == np.asarray(ids[1:])))
         tf = M.note_f1(ref, m.tokenizer.decode(pred))
         sampled = m.reconstruct(path, bars=bars, seed=seed + k)
@@ -197,8 +192,9 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     progress("memorisation ...")
     train = load_split(data_dir, "train")
     index = M.CopyIndex([np.asarray(train.ids(i)) for i in range(len(train))])
-    runs = [index.longest(T.encode_score(s, m.tokenizer, m.tables).ids) for s in generated]
-    lengths = [len(T.encode_score(s, m.tokenizer, m.tables).ids) for s in generated]
+    sample_ids = [T.encode_score(s, m.tokenizer, m.tables).ids for s in generated]
+    runs = [index.longest(ids) for ids in sample_ids]
+    lengths = [len(ids) for ids in sample_ids]
     result["memorisation"] = {"longest_copied_run": M.summary(runs),
                               "sample_tokens": M.summary(lengths)}
     return result

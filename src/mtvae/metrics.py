@@ -245,6 +245,8 @@ class CopyIndex:
 
     def _corpus(self, L: int) -> np.ndarray:
         if L not in self._cache:
+            if len(self._cache) >= 16:  # each entry is 8 bytes per corpus token: keep recent ones
+                self._cache.pop(next(iter(self._cache)))
             self._cache[L] = np.unique(self._windows(self._prefix, self._pow, L))
         return self._cache[L]
 
