@@ -14,10 +14,14 @@ case "$1" in
   evaluate)  # mtvae small (30 min) with the baseline's samples in the same statistics table
     $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
        --compare "seed baseline=runs/seed-baseline/samples" --json bench/results/eval_small.json ;;
-  ablations)  # equal budget (10 minutes each): likelihood and the rest on the test split
-    for r in abl-mtvae abl-no-vae abl-no-memory abl-no-compression; do
-      $M evaluate runs/$r "$DATA" --split test --samples 16 --bars 8 --max-windows 100 --quiet \
-         --json bench/results/eval_$r.json > bench/results/eval_$r.txt
+  ablations)  # equal budget (300 steps each): likelihood and the rest on the test split,
+    # two at a time (one per core)
+    for pair in "abl-mtvae abl-no-vae" "abl-no-memory abl-no-compression"; do
+      for r in $pair; do
+        $M evaluate runs/$r "$DATA" --split test --samples 16 --bars 8 --max-windows 100 \
+           --quiet --json bench/results/eval_$r.json > bench/results/eval_$r.txt &
+      done
+      wait
     done ;;
   figures)
     $PY bench/figures.py curves runs/abl-mtvae runs/abl-no-vae runs/abl-no-memory \

@@ -11,9 +11,14 @@ COMMON="--preset small --batch-size 4 --val-every 50 --patience 6 --quiet"
 case "${1:-main}" in
   main)  # 30 minutes of mtvae small
     $M train "$DATA" --out runs/small-30min $COMMON --max-minutes 30 --max-steps 900 ;;
-  ablations)  # equal budget: 10 minutes each
-    $M train "$DATA" --out runs/abl-mtvae $COMMON --max-minutes 10 --max-steps 300
-    $M train "$DATA" --out runs/abl-no-vae $COMMON --max-minutes 10 --max-steps 300 --no-vae
-    $M train "$DATA" --out runs/abl-no-memory $COMMON --max-minutes 10 --max-steps 300 --no-memory
-    $M train "$DATA" --out runs/abl-no-compression $COMMON --max-minutes 10 --max-steps 300 --no-compression ;;
+  ablations)  # equal budget: 300 steps each (the same 614k training tokens), two at a time
+    # (one per core); equal steps rather than equal minutes, so that a busy machine cannot
+    # give one variant less training than another
+    ABL="$COMMON --max-steps 300 --max-minutes 60"
+    $M train "$DATA" --out runs/abl-mtvae $ABL &
+    $M train "$DATA" --out runs/abl-no-vae $ABL --no-vae &
+    wait
+    $M train "$DATA" --out runs/abl-no-memory $ABL --no-memory &
+    $M train "$DATA" --out runs/abl-no-compression $ABL --no-compression &
+    wait ;;
 esac

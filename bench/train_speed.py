@@ -10,6 +10,10 @@ step) and peak memory (max RSS of the process) for:
   width with the depth whose parameter count is closest to mtvae's (memory on the last two
   layers). When both are the same model it is measured once.
 
+Each model's arithmetic per token (matrix products, attention, convolutions; forward and
+backward) is counted by ``torch.utils.flop_counter.FlopCounterMode`` on one extra untimed
+step, which gives the achieved GFLOP/s: how close each model runs to the core's peak.
+
 Every model trains on the same batches (``TrainWindows``, same seed) in its own subprocess,
 so peak RSS is per model (it includes Python, torch and the training split). Batches are
 built before timing; warm-up steps are not timed; tokens/s = mean tokens per timed step /
@@ -121,8 +125,18 @@ def worker(args) -> dict:
             tokens.append(n)
     median = statistics.median(times)
     tok_per_step = statistics.mean(tokens)
+    # arithmetic of one more (untimed) step: matrix products, attention and convolutions,
+    # forward and backward, as counted by PyTorch's FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        n = step(batches[-1])
+    flops_per_token = counter.get_total_flops() / n
     return {"parameters": params, "tokens_per_step": tok_per_step, "median_step_s": median,
             "tokens_per_s": tok_per_step / median, "step_s": times,
+            "gflop_per_token": flops_per_token / 1e9,
+            "achieved_gflop_per_s": flops_per_token * tok_per_step / median / 1e9,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rss_before_model_mib": rss_before_model}
 
@@ -186,11 +200,14 @@ def main() -> None:
     print(f"batch {args.batch_size} x {args.segments * cfg.seg_len} tokens, "
           f"{args.threads} threads, {args.warmup} warm-up + {args.steps} timed steps; "
           f"load average at start {load[0]:.2f}\n")
-    print("| model | parameters | tokens/step | median step s | tokens/s | peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| model | parameters | tokens/step | median step s | tokens/s | GFLOP/token | "
+          "GFLOP/s | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['model']} | {r['parameters']:,} | {r['tokens_per_step']:,.0f} | "
-              f"{r['median_step_s']:.3f} | {r['tokens_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} |")
+              f"{r['median_step_s']:.3f} | {r['tokens_per_s']:,.0f} | "
+              f"{r['gflop_per_token']:.4f} | {r['achieved_gflop_per_s']:.1f} | "
+              f"{r['peak_rss_mib']:,.0f} |")
     mt = rows[0]["tokens_per_s"]
     ratios = {}
     print()

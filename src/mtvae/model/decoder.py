@@ -32,6 +32,18 @@ class Memory:
 
 
 @dataclass
+class FastWeights:
+    """A snapshot of the decoder's weights for cached decoding, each matrix stored transposed
+    ([in, out], contiguous). One token at a time every linear layer is a matrix-vector
+    product bound by reading the weights, and MKL reads this layout ~1.8x faster than
+    nn.Linear's [out, in] (measured on this project's CPU: 44 vs 79 us per 256x1024 layer).
+    Built once per generation: it does not follow later changes of the weights."""
+
+    layers: list[tuple[torch.Tensor, ...]]  # per layer: qkv, out, ff1, ff2 as (w^T, b) pairs
+    head: torch.Tensor | None = None  # [D, V], set by the model that owns the output head
+
+
+@dataclass
 class DecodeState:
     """Cached decoding: the memory, the current segment's layer inputs, and per layer a
     key/value buffer holding [compressed memory; memory] then the segment's tokens so far."""
@@ -44,6 +56,7 @@ class DecodeState:
     pos: int  # tokens in the current segment
     cond: torch.Tensor | None = None  # the last step's condition and its per-layer projections
     cond_proj: list | None = None
+    fast: FastWeights | None = None
 
 
 class Decoder(nn.Module):
@@ -107,7 +120,16 @@ class Decoder(nn.Module):
         return self.norm(x), memory, recon
 
     # ------------------------------------------------------------------ cached decoding
-    def start(self, memory: Memory) -> DecodeState:
+    @torch.no_grad()
+    def fast_weights(self) -> FastWeights:
+        def t(lin: nn.Linear):
+            return lin.weight.t().contiguous(), lin.bias.detach()
+
+        return FastWeights([
+            (*t(b.attn.qkv), *t(b.attn.out), *t(b.ff[0]), *t(b.ff[2])) for b in self.blocks
+        ])
+
+    def start(self, memory: Memory, fast: FastWeights | None = None) -> DecodeState:
         """A decoding state whose next token opens a new segment after ``memory``."""
         ppos = self.prefix_positions(memory, memory.mem[0].device)
         P = len(ppos)
@@ -122,7 +144,8 @@ class Decoder(nn.Module):
                 kb[:, :, :P], vb[:, :, :P] = prefix
             kbufs.append(kb)
             vbufs.append(vb)
-        return DecodeState(memory, [[] for _ in self.blocks], kbufs, vbufs, P, 0)
+        return DecodeState(memory, [[] for _ in self.blocks], kbufs, vbufs, P, 0,
+                           fast=fast or self.fast_weights())
 
     def step(self, x: torch.Tensor, cond: torch.Tensor, state: DecodeState):
         """One token per sequence: x [B, 1, D], cond [B, 1, d_cond] -> hidden [B, 1, D].
@@ -138,13 +161,13 @@ class Decoder(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = x + state.cond_proj[i]
             state.inputs[i].append(x)
-            x = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill)
+            x = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill, state.fast.layers[i])
         state.pos += 1
         if state.pos == self.cfg.seg_len:
             memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],
                                   with_loss=False)
             cond_cache = (state.cond, state.cond_proj)
-            state = self.start(memory)
+            state = self.start(memory, state.fast)
             state.cond, state.cond_proj = cond_cache
         return self.norm(x), state
 

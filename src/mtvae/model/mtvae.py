@@ -82,7 +82,9 @@ class MTVAE(nn.Module):
     def step(self, token: torch.Tensor, cond: torch.Tensor, state):
         """token [B], cond [B, d_cond] -> (logits [B, V], state): one cached decoder step."""
         h, state = self.decoder.step(self.embed(token)[:, None], cond[:, None], state)
-        return self.head(h[:, 0]), state
+        if state.fast.head is None:  # transposed for the same reason as FastWeights
+            state.fast.head = self.head.weight.detach().t().contiguous()
+        return h[:, 0] @ state.fast.head, state
 
     def prefill(self, inputs: torch.Tensor, cond_tok: torch.Tensor):
         """Read a prompt (teacher-forced): whole segments at once, the rest step by step.

@@ -4,6 +4,7 @@ the KL term with free bits."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention
@@ -26,9 +27,11 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.ln2(x))), own
 
 
-    def step(self, x, cos_sin, kbuf, vbuf, fill: int):
-        x = x + self.drop(self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill))
-        return x + self.drop(self.ff(self.ln2(x)))
+    def step(self, x, cos_sin, kbuf, vbuf, fill: int, w):
+        """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``FastWeights``."""
+        x = x + self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w[:4])
+        h = F.gelu(torch.addmm(w[5], self.ln2(x)[:, 0], w[4]))
+        return x + torch.addmm(w[7], h, w[6])[:, None]
 
 
 class BarEncoder(nn.Module):
