@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 M=.venv/bin/mtvae
 DATA=${DATA:-data/pn}
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p bench/results docs/img
 case "$1" in
   baseline)  # the original study, same train split, same 30-minute budget as mtvae small
@@ -14,6 +14,11 @@ case "$1" in
   evaluate)  # mtvae small (30 min) with the baseline's samples in the same statistics table
     $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
        --compare "seed baseline=runs/seed-baseline/samples" --json bench/results/eval_small.json ;;
+  evaluate-topk)  # the same, sampling as the baseline does: top-k keeping 10% of the vocabulary
+    K=$(python3 -c "import json; print(int(0.1 * json.load(open('$DATA/meta.json'))['vocab_size']))")
+    $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
+       --top-k "$K" --compare "seed baseline=runs/seed-baseline/samples" \
+       --json bench/results/eval_small_topk.json ;;
   ablations)  # equal budget (300 steps each): likelihood and the rest on the test split,
     # two at a time (one per core)
     for pair in "abl-mtvae abl-no-vae" "abl-no-memory abl-no-compression"; do

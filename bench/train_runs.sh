@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The real training runs reported in docs/RESULTS.md, on the POP909 + Nottingham train split.
-# Usage: bash bench/train_runs.sh main|ablations   (each uses one CPU thread; run both at once)
+# Usage: bash bench/train_runs.sh main|long|ablations   (main and ablations use one CPU thread each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -11,6 +11,9 @@ COMMON="--preset small --batch-size 4 --val-every 50 --patience 6 --quiet"
 case "${1:-main}" in
   main)  # 30 minutes of mtvae small
     $M train "$DATA" --out runs/small-30min $COMMON --max-minutes 30 --max-steps 900 ;;
+  long)  # the same model and settings with ~4x the budget: 2000 steps, two threads
+    OMP_NUM_THREADS=2 $M train "$DATA" --out runs/small-long --preset small --batch-size 4 \
+       --val-every 100 --patience 6 --quiet --max-steps 2000 --max-minutes 50 ;;
   ablations)  # equal budget: 300 steps each (the same 614k training tokens), two at a time
     # (one per core); equal steps rather than equal minutes, so that a busy machine cannot
     # give one variant less training than another

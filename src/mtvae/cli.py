@@ -183,7 +183,8 @@ def _evaluate(args) -> int:
         compare[name] = folder
     result = evaluate(args.run_dir, args.data_dir, split=args.split, samples=args.samples,
                       bars=args.bars, seed=args.seed, max_windows=args.max_windows or None,
-                      device=args.device, compare=compare,
+                      device=args.device, compare=compare, temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p,
                       progress=(lambda msg: None) if args.quiet else print)
     print(format_table(result))
     if args.json:
@@ -316,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="windows of the split for the likelihood (0 = all)")
     g.add_argument("--compare", action="append", metavar="NAME=FOLDER",
                    help="also compare these MIDI samples (e.g. a baseline's)")
+    g.add_argument("--temperature", type=float, default=1.0,
+                   help="sampling of the prior and control samples")
+    g.add_argument("--top-k", type=int)
+    g.add_argument("--top-p", type=float)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
     g.add_argument("--json", metavar="FILE")

@@ -121,14 +121,14 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int) -> dict
             "sampled": {"token_accuracy": float(r[:, 2].mean()), "note_f1": float(r[:, 3].mean())}}
 
 
-def control(m: MusicVAE, per_class: int, bars: int, seed: int) -> dict:
+def control(m: MusicVAE, per_class: int, bars: int, seed: int, **sampling) -> dict:
     """Spearman's rho between asked and measured bar attribute classes."""
     edges = m.config.data["attribute_edges"]
     out = {}
     for attr in ("rhythm", "polyphony"):
         asked, measured, means = [], [], []
         for c in range(8):
-            kwargs = {attr: c}
+            kwargs = {attr: c, **sampling}
             pieces = m.sample(bars=bars, n=per_class, seed=seed + 100 * c, **kwargs)
             pieces = pieces if isinstance(pieces, list) else [pieces]
             got = []
@@ -147,15 +147,21 @@ def control(m: MusicVAE, per_class: int, bars: int, seed: int) -> dict:
 def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: int = 8,
              seed: int = 0, max_windows: int | None = 200, device: str = "cpu",
              compare: dict[str, str] | None = None, control_per_class: int | None = None,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              progress=print) -> dict:
-    """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes)."""
+    """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes).
+
+    ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
+    sampling by default; e.g. ``top_k`` to match a baseline that filters its samples)."""
     data_dir = Path(data_dir)
     load_meta(data_dir)
     m = MusicVAE.load(run_dir, device=device)
     result: dict = {"run_dir": str(run_dir), "data_dir": str(data_dir), "split": split,
                     "samples": samples, "bars": bars, "seed": seed,
                     "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
-                    "vae": m.model.encoder is not None}
+                    "vae": m.model.encoder is not None,
+                    "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p}}
+    sampling = result["sampling"]
     rng = np.random.default_rng(seed)
     split_songs = _songs(data_dir, split)
     if not split_songs:
@@ -170,10 +176,11 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
         progress("reconstruction ...")
         result["reconstruction"] = reconstruction(m, recon_songs, bars, seed)
     progress("control ...")
-    result["control"] = control(m, control_per_class or max(1, samples // 16), bars, seed)
+    result["control"] = control(m, control_per_class or max(1, samples // 16), bars, seed,
+                                **sampling)
 
     progress(f"{samples} prior samples ...")
-    generated = m.sample(bars=bars, n=samples, seed=seed)
+    generated = m.sample(bars=bars, n=samples, seed=seed, **sampling)
     generated = generated if isinstance(generated, list) else [generated]
     real = [truncate(symusic.Score(p), bars) for p in split_songs]
     train_songs = _songs(data_dir, "train")
