@@ -19,6 +19,14 @@ case "$1" in
     $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
        --top-k "$K" --compare "seed baseline=runs/seed-baseline/samples" \
        --json bench/results/eval_small_topk.json ;;
+  evaluate-long)  # the 4x-budget run, plain sampling and top-k 10%, side by side (one core each)
+    K=$(python3 -c "import json; print(int(0.1 * json.load(open('$DATA/meta.json'))['vocab_size']))")
+    COMMON_EVAL="--split test --samples 32 --bars 8 --max-windows 200 --quiet"
+    $M evaluate runs/small-long "$DATA" $COMMON_EVAL --json bench/results/eval_small_long.json \
+       > bench/results/eval_small_long.txt &
+    $M evaluate runs/small-long "$DATA" $COMMON_EVAL --top-k "$K" \
+       --json bench/results/eval_small_long_topk.json > bench/results/eval_small_long_topk.txt &
+    wait ;;
   ablations)  # equal budget (300 steps each): likelihood and the rest on the test split,
     # two at a time (one per core)
     for pair in "abl-mtvae abl-no-vae" "abl-no-memory abl-no-compression"; do
