@@ -1,7 +1,8 @@
 """Figures for docs/RESULTS.md.
 
     .venv/bin/python bench/figures.py curves runs/abl-* --out docs/img/ablations.png
-    .venv/bin/python bench/figures.py overlap bench/results/eval_small.json --out docs/img/overlap.png
+    .venv/bin/python bench/figures.py overlap bench/results/eval_small.json \
+        "mtvae small-long (2000 steps)=bench/results/eval_small_long.json" --out docs/img/overlap.png
     .venv/bin/python bench/figures.py latents RUN_DIR DATA_DIR --out docs/img/latents.png
     .venv/bin/python bench/figures.py interpolation RUN_DIR A.mid B.mid --out docs/img/interp.png
 """
@@ -34,8 +35,17 @@ def curves(runs: list[Path], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
-def overlap(result_json: Path, out: Path) -> None:
-    stats = json.loads(result_json.read_text())["music_statistics"]
+def overlap(result_json: Path, out: Path, extra: list[str] = ()) -> None:
+    """Overlap bars of every set in ``result_json``; ``extra``: "LABEL=OTHER.json" adds the
+    mtvae set of another evaluation of the same split under LABEL."""
+    result = json.loads(result_json.read_text())
+    stats = result["music_statistics"]
+    if extra:  # several mtvae sets: name this one after its run
+        stats = {(f"mtvae {Path(result['run_dir']).name}" if k == "mtvae" else k): v
+                 for k, v in stats.items()}
+    for item in extra:
+        label, _, path = item.partition("=")
+        stats[label] = json.loads(Path(path).read_text())["music_statistics"]["mtvae"]
     names = list(stats)
     feats = list(stats[names[0]])
     x = np.arange(len(feats))
@@ -112,7 +122,7 @@ def main() -> None:
     if a.kind == "curves":
         curves([Path(p) for p in a.args], a.out)
     elif a.kind == "overlap":
-        overlap(Path(a.args[0]), a.out)
+        overlap(Path(a.args[0]), a.out, a.args[1:])
     elif a.kind == "latents":
         latents(Path(a.args[0]), Path(a.args[1]), a.out)
     else:

@@ -39,7 +39,9 @@ case "$1" in
   figures)
     $PY bench/figures.py curves runs/abl-mtvae runs/abl-no-vae runs/abl-no-memory \
         runs/abl-no-compression --out docs/img/ablations.png
-    $PY bench/figures.py overlap bench/results/eval_small.json --out docs/img/overlap.png
+    $PY bench/figures.py overlap bench/results/eval_small.json \
+        "mtvae small-long (2000 steps)=bench/results/eval_small_long.json" --out docs/img/overlap.png
+    cp runs/small-long/loss.png docs/img/training-small-long.png
     $PY bench/figures.py latents runs/small-30min "$DATA" --out docs/img/latents.png
     cp runs/small-30min/loss.png docs/img/training-small-30min.png
     A=$(awk -F, '$7=="test" && $2 ~ /jigs/ {print $3; exit}' "$DATA/manifest.csv")
