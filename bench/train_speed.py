@@ -12,7 +12,9 @@ step) and peak memory (max RSS of the process) for:
 
 Each model's arithmetic per token (matrix products, attention, convolutions; forward and
 backward) is counted by ``torch.utils.flop_counter.FlopCounterMode`` on one extra untimed
-step, which gives the achieved GFLOP/s: how close each model runs to the core's peak.
+step, which gives the achieved GFLOP/s: how close each model runs to the core's peak (a large
+fp32 matrix product, measured in the same run), and the GFLOP/s mtvae would need to reach the
+target.
 
 Every model trains on the same batches (``TrainWindows``, same seed) in its own subprocess,
 so peak RSS is per model (it includes Python, torch and the training split). Batches are
@@ -141,6 +143,18 @@ def worker(args) -> dict:
             "rss_before_model_mib": rss_before_model}
 
 
+def matmul_peak(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a large fp32 matrix product: what one step's arithmetic could run at."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
 # ---------------------------------------------------------------------------- driver
 def run(args, kind: str, depth: int = 0) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--depth", str(depth), "--data", args.data,
@@ -197,6 +211,7 @@ def main() -> None:
         rows.append({"model": f"{lib} depth {matched} (matched params)", "config": "b2",
                      **run(args, "library", matched)})
 
+    peak = matmul_peak(args.threads)
     print(f"batch {args.batch_size} x {args.segments * cfg.seg_len} tokens, "
           f"{args.threads} threads, {args.warmup} warm-up + {args.steps} timed steps; "
           f"load average at start {load[0]:.2f}\n")
@@ -210,7 +225,12 @@ def main() -> None:
               f"{r['peak_rss_mib']:,.0f} |")
     mt = rows[0]["tokens_per_s"]
     ratios = {}
-    print()
+    lib = rows[-1]
+    # at the same arithmetic efficiency as the library, what mtvae's FLOPs per token allow;
+    # and the GFLOP/s mtvae would need for the target
+    need = TARGET_RATIO * lib["tokens_per_s"] * rows[0]["gflop_per_token"]
+    print(f"\nlarge fp32 matrix product on {args.threads} thread(s): {peak:.1f} GFLOP/s; "
+          f"the target needs mtvae at {need:.1f} GFLOP/s ({need / peak:.2f}x that peak)")
     for r in rows[1:]:
         ratios[r["config"]] = ratio = mt / r["tokens_per_s"]
         line = f"mtvae / {r['model']}: {ratio:.2f}x tokens/s"
@@ -226,6 +246,7 @@ def main() -> None:
         "window_tokens": args.segments * cfg.seg_len, "rows": rows,
         "library_params_by_depth": counts, "matched_depth": matched,
         "ratio_tokens_per_s": ratios, "target_ratio_matched_params": TARGET_RATIO,
+        "matmul_peak_gflop_per_s": peak, "gflop_per_s_needed_for_target": need,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "load_average_at_start": load},
     }, indent=2))
