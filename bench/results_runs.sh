@@ -8,6 +8,8 @@ M=.venv/bin/mtvae
 DATA=${DATA:-data/pn}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p bench/results docs/img
+# the baseline's top-k filter keeps 10% of the vocabulary: the same share of mtvae's
+topk10() { python3 -c "import json; print(int(0.1 * json.load(open('$DATA/meta.json'))['vocab_size']))"; }
 case "$1" in
   baseline)  # the original study, same train split, same 30-minute budget as mtvae small
     $PY bench/seed_baseline.py --data "$DATA" --minutes 30 --out runs/seed-baseline ;;
@@ -15,12 +17,12 @@ case "$1" in
     $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
        --compare "seed baseline=runs/seed-baseline/samples" --json bench/results/eval_small.json ;;
   evaluate-topk)  # the same, sampling as the baseline does: top-k keeping 10% of the vocabulary
-    K=$(python3 -c "import json; print(int(0.1 * json.load(open('$DATA/meta.json'))['vocab_size']))")
+    K=$(topk10)
     $M evaluate runs/small-30min "$DATA" --split test --samples 32 --bars 8 --max-windows 200 \
        --top-k "$K" --compare "seed baseline=runs/seed-baseline/samples" \
        --json bench/results/eval_small_topk.json ;;
   evaluate-long)  # the 4x-budget run, plain sampling and top-k 10%, side by side (one core each)
-    K=$(python3 -c "import json; print(int(0.1 * json.load(open('$DATA/meta.json'))['vocab_size']))")
+    K=$(topk10)
     COMMON_EVAL="--split test --samples 32 --bars 8 --max-windows 200 --quiet"
     $M evaluate runs/small-long "$DATA" $COMMON_EVAL --json bench/results/eval_small_long.json \
        > bench/results/eval_small_long.txt &

@@ -58,8 +58,8 @@ class Attention(nn.Module):
         """Cached decoding of one token: its key/value go into the preallocated buffers at
         ``fill`` and it attends over everything before and including it (no copies).
         ``cos_sin``: the rotary terms of its position (computed once for all layers);
-        ``w``: (qkv weight^T, qkv bias, out weight^T, out bias), see ``FastWeights``."""
-        qkv = torch.addmm(w[1], x[:, 0], w[0])[:, None]
+        ``w``: the layer's transposed weights (``decoder.LayerWeights``)."""
+        qkv = torch.addmm(w.qkv_b, x[:, 0], w.qkv_w)[:, None]
         d = qkv.shape[-1] // 3
         cos, sin = cos_sin
         # rotate queries and keys in one call: heads 0..H-1 are q, H..2H-1 are k
@@ -69,7 +69,7 @@ class Attention(nn.Module):
         kbuf[:, :, fill:fill + 1] = qk[:, self.h:]
         vbuf[:, :, fill:fill + 1] = self._heads(qkv[..., 2 * d:])
         out = F.scaled_dot_product_attention(q, kbuf[:, :, :fill + 1], vbuf[:, :, :fill + 1])
-        return torch.addmm(w[3], out.transpose(1, 2).flatten(1), w[2])[:, None]
+        return torch.addmm(w.out_b, out.transpose(1, 2).flatten(1), w.out_w)[:, None]
 
     def forward(self, x, positions, prefix=None, causal=True, attn_mask=None):
         """Attend from ``x`` [B, S, D] over ``prefix`` (all visible) then ``x`` itself.

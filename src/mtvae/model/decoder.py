@@ -10,6 +10,7 @@ reconstruction loss for that compression is returned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,6 +32,19 @@ class Memory:
         return self.mem[0].shape[1], self.cmem[0].shape[1]
 
 
+class LayerWeights(NamedTuple):
+    """One decoder layer's linear weights, transposed to [in, out], with their biases."""
+
+    qkv_w: torch.Tensor
+    qkv_b: torch.Tensor
+    out_w: torch.Tensor
+    out_b: torch.Tensor
+    ff1_w: torch.Tensor
+    ff1_b: torch.Tensor
+    ff2_w: torch.Tensor
+    ff2_b: torch.Tensor
+
+
 @dataclass
 class FastWeights:
     """A snapshot of the decoder's weights for cached decoding, each matrix stored transposed
@@ -39,7 +53,7 @@ class FastWeights:
     nn.Linear's [out, in] (measured on this project's CPU: 44 vs 79 us per 256x1024 layer).
     Built once per generation: it does not follow later changes of the weights."""
 
-    layers: list[tuple[torch.Tensor, ...]]  # per layer: qkv, out, ff1, ff2 as (w^T, b) pairs
+    layers: list[LayerWeights]
     head: torch.Tensor | None = None  # [D, V], set by the model that owns the output head
 
 
@@ -126,7 +140,8 @@ class Decoder(nn.Module):
             return lin.weight.t().contiguous(), lin.bias.detach()
 
         return FastWeights([
-            (*t(b.attn.qkv), *t(b.attn.out), *t(b.ff[0]), *t(b.ff[2])) for b in self.blocks
+            LayerWeights(*t(b.attn.qkv), *t(b.attn.out), *t(b.ff[0]), *t(b.ff[2]))
+            for b in self.blocks
         ])
 
     def start(self, memory: Memory, fast: FastWeights | None = None) -> DecodeState:

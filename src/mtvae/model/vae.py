@@ -28,10 +28,10 @@ class Block(nn.Module):
 
 
     def step(self, x, cos_sin, kbuf, vbuf, fill: int, w):
-        """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``FastWeights``."""
-        x = x + self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w[:4])
-        h = F.gelu(torch.addmm(w[5], self.ln2(x)[:, 0], w[4]))
-        return x + torch.addmm(w[7], h, w[6])[:, None]
+        """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``LayerWeights``."""
+        x = x + self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w)
+        h = F.gelu(torch.addmm(w.ff1_b, self.ln2(x)[:, 0], w.ff1_w))
+        return x + torch.addmm(w.ff2_b, h, w.ff2_w)[:, None]
 
 
 class BarEncoder(nn.Module):
