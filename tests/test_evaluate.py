@@ -1,9 +1,31 @@
-"""mtvae evaluate end to end on a tiny model: every field of the JSON is there."""
+"""mtvae evaluate end to end on a tiny model: every field of the JSON is there, and the
+reconstruction, music-statistics and memorisation numbers agree with independent
+recomputations."""
 
+import csv
 import json
 import math
 
+import numpy as np
+
+from mtvae import MusicVAE
+from mtvae import metrics as M
 from mtvae.cli import main
+from mtvae.data import load_split
+from mtvae.data import tokens as T
+
+
+def longest_copied_run(ids, corpus: str) -> int:
+    """Brute force: the longest run of ``ids`` found verbatim in ``corpus`` (tokens as chars)."""
+    s = as_text(ids)
+    n = 0
+    while n < len(s) and any(s[i:i + n + 1] in corpus for i in range(len(s) - n)):
+        n += 1
+    return n
+
+
+def as_text(ids) -> str:
+    return "".join(chr(0x100 + int(i)) for i in ids)
 
 
 def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
@@ -12,9 +34,17 @@ def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
     samples.mkdir()
     assert main(["sample", str(tiny_run), "--bars", "2", "--n", "2", "--seed", "3", "--no-audio",
                  "--out", str(samples), "--quiet"]) == 0
+    # the test split itself as a compared set: it must match the split perfectly
+    with open(tiny_data / "manifest.csv") as f:
+        test_songs = [r["file"] for r in csv.DictReader(f) if r["split"] == "test"]
+    itself = tmp_path / "itself"
+    itself.mkdir()
+    for k, p in enumerate(test_songs):
+        (itself / f"{k:03d}.mid").symlink_to(p)
     code = main(["evaluate", str(tiny_run), str(tiny_data), "--split", "test", "--samples", "2",
                  "--bars", "2", "--max-windows", "4", "--json", str(out), "--quiet",
-                 "--compare", f"other={samples}", "--top-k", "40"])
+                 "--compare", f"other={samples}", "--compare", f"itself={itself}",
+                 "--top-k", "40"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "bits per token" in printed and "Spearman" in printed
@@ -25,15 +55,48 @@ def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
                 "teacher_forced_token_accuracy", "active_units"):
         assert math.isfinite(lk[key]), key
     assert lk["bits_per_note"] > lk["bits_per_token"]  # several tokens per note
-    for mode in ("teacher_forced", "sampled"):
-        assert 0 <= r["reconstruction"][mode]["token_accuracy"] <= 1
-        assert 0 <= r["reconstruction"][mode]["note_f1"] <= 1
     for attr in ("rhythm", "polyphony"):
         assert len(r["control"][attr]["mean_measured_class"]) == 8
+
+    m = MusicVAE.load(tiny_run)
+    # reconstruction, recomputed: the first 2 bars of every test song with 2 bars or more (the
+    # tiny data's test split has fewer songs than --samples, so evaluate takes all of them; with
+    # one song the sampled reconstruction is drawn with --seed 0 itself)
+    songs = [p for p in test_songs if len(m.read(p).bar_starts) >= 2]
+    assert len(songs) == 1 and r["reconstruction"]["songs"] == 1
+    enc = m.read(songs[0]).first_bars(2)
+    ids = enc.ids.tolist()
+    pred = [ids[0]] + m.teacher_forced_logits(enc).argmax(-1).tolist()
+    sampled = m.reconstruct(songs[0], bars=2, seed=0)
+    s_ids = T.encode_score(sampled, m.tokenizer, m.tables).ids.tolist()
+    ref = m.tokenizer.decode(ids)
+    expected = {
+        "teacher_forced": {"token_accuracy": m.token_accuracy(songs[0], bars=2),
+                           "note_f1": M.note_f1(ref, m.tokenizer.decode(pred))["f1"]},
+        "sampled": {"token_accuracy": sum(a == b for a, b in zip(s_ids, ids)) / len(ids),
+                    "note_f1": M.note_f1(ref, sampled)["f1"]},
+    }
+    for mode, values in expected.items():
+        for key, value in values.items():
+            assert math.isclose(r["reconstruction"][mode][key], value, abs_tol=1e-12), (mode, key)
+
     stats = r["music_statistics"]
-    assert set(stats) == {"mtvae", "train (ceiling)", "other"}
+    assert set(stats) == {"mtvae", "train (ceiling)", "other", "itself"}
     for name in stats:
         assert {"pitch_range", "polyphony", "groove_consistency", "scale_consistency",
                 "empty_bar_rate", "pitch_class_histogram"} <= set(stats[name])
-    mem = r["memorisation"]["longest_copied_run"]
-    assert 0 <= mem["median"] <= mem["max"]
+    # the split compared with itself overlaps completely; the tiny model's samples do not
+    for feat, v in stats["itself"].items():
+        assert abs(v["overlap"] - 1) < 1e-9 and abs(v["kl"]) < 1e-9, feat
+    assert np.mean([v["overlap"] for v in stats["mtvae"].values()]) < 0.9
+
+    # memorisation, recomputed by brute force on the same prior samples (seed 0, top-k 40)
+    train = load_split(tiny_data, "train")
+    corpus = "\x00".join(as_text(train.ids(i)) for i in range(len(train)))
+    gen = m.sample(bars=2, n=2, seed=0, top_k=40)
+    gen_ids = [T.encode_score(g, m.tokenizer, m.tables).ids for g in gen]
+    runs = [longest_copied_run(x, corpus) for x in gen_ids]
+    mem = r["memorisation"]
+    assert mem["longest_copied_run"]["median"] == np.median(runs)
+    assert mem["longest_copied_run"]["max"] == max(runs)
+    assert mem["sample_tokens"]["max"] == max(len(x) for x in gen_ids)

@@ -1,5 +1,6 @@
-"""Generation: cached decoding equals full decoding, grammar, bars, determinism, every command
-writes MIDI + PNG + WAV, interpolation/transfer identities, bad input, the demo page."""
+"""Generation: cached decoding equals full decoding, well-formed tokens (checked by MidiTok),
+bars, determinism, every command writes MIDI + PNG + WAV, interpolation ends and transfer,
+bad input, the demo page."""
 
 import json
 import re
@@ -12,12 +13,11 @@ import pytest
 import symusic
 import torch
 
-from mtvae import MusicVAE
+from mtvae import MusicVAE, api
 from mtvae.cli import main
 from mtvae.data import load_split
 from mtvae.data import tokens as T
 from mtvae.data.windows import TrainWindows
-from mtvae.generate import NEXT, Grammar
 from mtvae.render import write_wav
 
 
@@ -49,22 +49,59 @@ def test_cached_decoding_equals_full_decoding_across_memory(vae, tiny_data):
     assert torch.allclose(cached, full, atol=1e-4, rtol=1e-4)
 
 
-def well_formed(tokens: list[int], g: Grammar) -> bool:
-    kinds = [int(g.kind[t]) for t in tokens]
-    prev = None
-    for k in kinds:
-        if k not in NEXT[prev]:
-            return False
-        prev = k
-    return True
+def assert_well_formed(ids: list[int], tok) -> None:
+    """Checks of a generated sequence that do not use mtvae's own grammar tables."""
+    # MidiTok's REMI checker: token-type successions, positions rising inside a bar
+    assert tok.tokens_errors(ids) == 0, [tok[i] for i in ids]
+    # and what it does not check: positions inside the bar's length, drum pitches exactly on
+    # the drum program (token strings read here, independently of data.tokens.Vocab)
+    bar_len, drum = None, None
+    for i in ids:
+        name, _, value = tok[i].partition("_")
+        if name == "TimeSig":
+            bar_len = int(value.split("/")[0]) * 8  # 8 positions per beat of the denominator
+        elif name == "Position":
+            assert bar_len is not None and int(value) < bar_len, tok[i]
+        elif name == "Program":
+            drum = value == "-1"
+        elif name in ("Pitch", "PitchDrum"):
+            assert (name == "PitchDrum") == drum, tok[i]
 
 
-def test_samples_are_well_formed_with_exactly_the_bars_asked(vae):
+def test_the_well_formed_check_catches_malformed_sequences(vae):
+    tok, v = vae.tokenizer, vae.tokenizer.vocab
+    good = ["Bar_None", "TimeSig_3/4", "Position_0", "Program_0", "Pitch_60", "Velocity_63",
+            "Duration_1.0.8", "Position_8", "Program_-1", "PitchDrum_36", "Velocity_63",
+            "Duration_1.0.8", "Bar_None", "TimeSig_3/4", "Position_23", "Program_0", "Pitch_62",
+            "Velocity_63", "Duration_1.0.8"]
+    assert_well_formed([v[t] for t in good], tok)
+    bad = [good[:1] + ["Pitch_60"] + good[1:],  # a Pitch right after Bar
+           good[:7] + ["Position_0"] + good[8:],  # a position that does not move forward
+           good[:14] + ["Position_24"] + good[15:],  # past the end of a 3/4 bar
+           good[:9] + ["Pitch_36"] + good[10:],  # a pitched note on the drum program
+           good[:4] + ["PitchDrum_60"] + good[5:]]  # a drum note on a pitched program
+    for seq in bad:
+        with pytest.raises(AssertionError):
+            assert_well_formed([v[t] for t in seq], tok)
+
+
+def test_samples_are_well_formed_with_exactly_the_bars_asked(vae, monkeypatch):
+    generated = []  # the raw token ids, before MidiTok decodes them into a score
+
+    def spy(*args, **kwargs):
+        outs = real_generate(*args, **kwargs)
+        generated.extend(outs)
+        return outs
+
+    real_generate = api.generate
+    monkeypatch.setattr(api, "generate", spy)
+    bar = vae.tokenizer.vocab["Bar_None"]
     for bars, seed in ((1, 0), (3, 1), (6, 2)):
         score = vae.sample(bars=bars, seed=seed)
-        ids = T.encode_score(score, vae.tokenizer, vae.tables).ids.tolist()
+        ids = generated[-1]
+        assert ids[0] == bar and ids.count(bar) == bars
+        assert_well_formed(ids, vae.tokenizer)
         assert bars_of(score, vae) == bars
-        assert well_formed(ids, vae.grammar)
 
 
 def test_the_same_seed_gives_the_same_midi_bytes(vae, tmp_path):
@@ -75,7 +112,7 @@ def test_the_same_seed_gives_the_same_midi_bytes(vae, tmp_path):
     assert (tmp_path / "a.mid").read_bytes() != (tmp_path / "c.mid").read_bytes()
 
 
-def test_interpolation_ends_are_the_reconstructions_and_transfer_without_change_is_one(
+def test_interpolation_ends_are_the_reconstructions_and_transfer_keeps_the_bars(
         vae, nottingham, tmp_path):
     a, b = nottingham[0], nottingham[1]
     two = vae.interpolate(a, b, steps=2, bars=3, seed=4)
@@ -83,8 +120,17 @@ def test_interpolation_ends_are_the_reconstructions_and_transfer_without_change_
         (tmp_path / "x.mid").read_bytes() == (tmp_path / "y.mid").read_bytes())  # noqa: E731
     assert same(two[0], vae.reconstruct(a, bars=3, seed=4))
     assert same(two[1], vae.reconstruct(b, bars=3, seed=4))
-    assert same(vae.transfer(a, bars=3, seed=4), vae.reconstruct(a, bars=3, seed=4))
     assert vae.encode(a, bars=3).shape == (3, vae.model.cfg.d_latent)
+    # transfer writes exactly the input's bars (bars=None: all of them), and the shift reaches
+    # the decoder: every bar asked at the top rhythm class changes the music. (The tiny model
+    # does not follow the classes reliably enough to assert the measured rhythm goes up.)
+    short = vae.tokenizer.decode(vae.read(a).first_bars(3).ids.tolist())
+    assert bars_of(short, vae) == 3
+    for seed in (4, 5):
+        kept = vae.transfer(short, bars=None, seed=seed)
+        shifted = vae.transfer(short, bars=None, rhythm_shift=7, seed=seed)
+        assert bars_of(kept, vae) == bars_of(shifted, vae) == 3
+        assert not same(kept, shifted)
 
 
 def check_outputs(out: Path, names: list[str], bars: list[int], vae) -> dict:
@@ -113,7 +159,10 @@ def test_every_command_writes_midi_png_and_wav(tiny_run, vae, nottingham, tmp_pa
     check_outputs(tmp_path / "i", ["interp_01", "interp_02", "interp_03"], [2, 2, 2], vae)
     assert main(["reconstruct", r, a, "--bars", "4", "--out", str(tmp_path / "r"), "--quiet"]) == 0
     s = check_outputs(tmp_path / "r", ["reconstruction"], [4], vae)
-    assert 0 <= s["token_accuracy"] <= 1
+    # the reported accuracy is the teacher-forced accuracy of the first 4 bars of a
+    enc = vae.read(a).first_bars(4)
+    expected = float(np.mean(vae.teacher_forced_logits(enc).argmax(-1).numpy() == enc.ids[1:]))
+    assert s["token_accuracy"] == pytest.approx(expected, abs=1e-12)
     assert re.search(r"token accuracy .*: 0\.\d+", capsys.readouterr().out)
     assert main(["transfer", r, a, "--rhythm-shift", "2", "--bars", "3", "--out",
                  str(tmp_path / "t"), "--quiet"]) == 0
@@ -126,11 +175,11 @@ def test_every_command_writes_midi_png_and_wav(tiny_run, vae, nottingham, tmp_pa
 def test_generation_bad_input(tiny_run, nottingham, bad_midi, tmp_path, capsys):
     r, a = str(tiny_run), str(nottingham[0])
     cases = [
-        (["continue", r, str(bad_midi / "ValueError_Control168.mid")], "is not valid MIDI"),
-        (["interpolate", r, a, str(nottingham[1]), "--bars", "999"], "asks for more"),
+        (["continue", r, str(bad_midi / "ValueError_Control168.mid")], "not valid MIDI"),
+        (["interpolate", r, a, str(nottingham[1]), "--bars", "99"], "the first song has only"),
         (["sample", r, "--genre", "Polka"], "this model knows: unknown"),
         (["sample", str(tmp_path)], "no trained weights"),
-        (["render", str(bad_midi / "ValueError_Control168.mid")], "is not valid MIDI"),
+        (["render", str(bad_midi / "ValueError_Control168.mid")], "not valid MIDI"),
     ]
     for argv, message in cases:
         code = main(argv + (["--out", str(tmp_path / "x")] if argv[0] != "render" else []))

@@ -224,8 +224,11 @@ def test_a_crash_leaves_no_trusted_data_dir(tmp_path, nottingham, monkeypatch):
     fresh = tmp_path / "fresh"
     with pytest.raises(KeyboardInterrupt):
         prepare([str(folder)], fresh, workers=1, progress=False)
+    assert not fresh.exists()  # a new DATA_DIR that did not come about leaves nothing
+    half = tmp_path / "half"  # a folder with no meta.json is never read as data
+    (half / "train").mkdir(parents=True)
     with pytest.raises(UserError, match="not a prepared DATA_DIR"):
-        load_split(fresh, "train")
+        load_split(half, "train")
 
     # an earlier complete DATA_DIR survives a crashed re-run untouched
     monkeypatch.setattr(prepare_module, "_save_split", real_save)

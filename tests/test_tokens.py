@@ -18,6 +18,36 @@ def tables(tok):
     return T.TokenTables(tok)
 
 
+def test_vocab_parses_every_token_once_for_every_user(tok):
+    v = T.Vocab(tok.vocab)
+    at = lambda token: (int(v.kind[tok.vocab[token]]), int(v.value[tok.vocab[token]]))  # noqa: E731
+    assert at("Bar_None") == (T.BAR, 0) and at("PAD_None") == (T.OTHER, 0)
+    assert at("TimeSig_6/8") == (T.TIMESIG, 6 * T.POS_PER_BEAT)  # positions per bar
+    assert at("TimeSig_3/4") == (T.TIMESIG, 3 * T.POS_PER_BEAT)
+    assert at("Position_12") == (T.POSITION, 12)
+    assert at("Program_-1") == (T.PROGRAM, -1) and at("Program_41") == (T.PROGRAM, 41)
+    assert at("Pitch_60") == (T.PITCH, 60) and at("PitchDrum_36") == (T.PITCHDRUM, 36)
+    assert at("Velocity_103") == (T.VELOCITY, 103)
+    assert at("Duration_1.2.8") == (T.DURATION, 10)  # 1 + 2/8 beats, 8 positions a beat
+    assert at("Duration_4.3.4") == (T.DURATION, 38)
+    assert at("Tempo_121.29")[0] == T.TEMPO and v.tempo[tok.vocab["Tempo_121.29"]] == 121.29
+    assert len(v) == len(tok.vocab) and len(v.ids(T.PITCHDRUM)) == 62
+    # a tokenizer gives the same table as its vocabulary, and the attribute pass uses it
+    assert np.array_equal(T.TokenTables(tok).kind, v.kind)
+    assert np.array_equal(T.TokenTables(tok).value, v.value)
+    # the generation grammar and augmentation build on this table, not on strings of their own
+    from mtvae.data.windows import Augmenter
+    from mtvae.generate import Grammar
+
+    g = Grammar(v)
+    assert g.vocab is v and g.kind is v.kind and g.bar_id == tok.vocab["Bar_None"]
+    assert Grammar(tok.vocab).kind.tolist() == v.kind.tolist()
+    aug = Augmenter(v, transpose=2, tempo_jitter=1.0)
+    assert aug.shift_table[2][tok.vocab["Pitch_60"]] == tok.vocab["Pitch_62"]
+    assert aug.shift_table[2][tok.vocab["PitchDrum_36"]] == tok.vocab["PitchDrum_36"]
+    assert aug.tempo_step[1][tok.vocab["Tempo_114.52"]] == tok.vocab["Tempo_121.29"]
+
+
 def real_files(pop909, nottingham):
     # a handful of real songs: piano arrangements (3 tracks) and folk tunes in 6/8, 4/4, 3/4
     return pop909[:3] + [nottingham[i] for i in (0, 200, 400, 600)]
@@ -84,7 +114,7 @@ def test_bar_boundaries_match_the_score(tok, tables, pop909, nottingham):
         assert len(starts) == len(bar_ticks), path.name
         # the notes that start in each bar are the notes tokenised in that bar
         per_bar = np.histogram(onsets, bins=list(bar_ticks) + [decoded.end() + 1])[0]
-        is_pitch = tables.kind[np.asarray(ids)] == T.TokenTables.KIND_PITCH
+        is_pitch = np.isin(tables.kind[np.asarray(ids)], (T.PITCH, T.PITCHDRUM))
         token_bars = np.searchsorted(starts, np.nonzero(is_pitch)[0], side="right") - 1
         assert per_bar.tolist() == np.bincount(token_bars, minlength=len(starts)).tolist()
 

@@ -20,11 +20,13 @@ import symusic
 import torch
 
 from . import checkpoint as ck
+from . import validate as V
 from .config import RunConfig
 from .data import tokens as T
+from .data.midi import DEFAULT_LIMITS, Limits, read_midi
 from .data.windows import pack_bars
 from .errors import UserError
-from .generate import Grammar, Plan, Sampling, generate
+from .generate import PITCH, PITCHDRUM, Grammar, Plan, Sampling, generate
 from .model import MTVAE
 
 Song = "str | os.PathLike | symusic.Score"  # a MIDI path or a parsed score
@@ -55,21 +57,24 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 class MusicVAE:
-    def __init__(self, model: MTVAE, config: RunConfig, tokenizer, run_dir: Path, weights: Path):
+    def __init__(self, model: MTVAE, config: RunConfig, tokenizer, run_dir: Path, weights: Path,
+                 limits: Limits = DEFAULT_LIMITS):
         self.model, self.config, self.tokenizer = model, config, tokenizer
         self.run_dir, self.weights = run_dir, weights
         self.tables = T.TokenTables(tokenizer)
         self.grammar = Grammar(tokenizer.vocab)
         self.device = next(model.parameters()).device
+        self.limits = limits  # the MIDI reader's guards for every song this model reads
+        self.progress = False  # a progress bar for generation (the CLI turns it on)
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str = "cpu", weights: str = ck.BEST) -> MusicVAE:
-        from miditok import REMI
-
+    def load(cls, run_dir: str | os.PathLike, device: str = "cpu", weights: str = ck.BEST,
+             limits: Limits = DEFAULT_LIMITS) -> MusicVAE:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise UserError(f"RUN_DIR not found: {run_dir}")
+        dev = V.device(device)
         wpath = run_dir / weights
         if not (run_dir / ck.CONFIG).is_file() or not wpath.is_file():
             raise UserError(f"{run_dir} has no trained weights ({ck.CONFIG} and {weights}): "
@@ -78,10 +83,14 @@ class MusicVAE:
         if cfg.data.get("bpe"):
             raise UserError("this run was trained on BPE tokens; generation needs a DATA_DIR "
                             "prepared without --bpe-vocab")
+        tokenizer = ck.load_tokenizer(run_dir)
+        if len(tokenizer.vocab) != cfg.model.vocab_size:
+            raise UserError(f"{run_dir}/tokenizer.json has {len(tokenizer.vocab)} tokens but the "
+                            f"model was built for {cfg.model.vocab_size}")
         model = MTVAE(cfg.model)
         ck.load_weights(model, wpath)
-        model.to(device).eval()
-        return cls(model, cfg, REMI(params=run_dir / "tokenizer.json"), run_dir, wpath)
+        model.to(dev).eval()
+        return cls(model, cfg, tokenizer, run_dir, wpath, limits)
 
     @property
     def genres(self) -> list[str]:
@@ -95,26 +104,22 @@ class MusicVAE:
         if genre is None:
             return 0
         known = {g.lower(): i for i, g in enumerate(self.genres)}
-        if genre.lower() not in known:
-            raise UserError(f"unknown genre {genre!r}; this model knows: {', '.join(self.genres)}")
+        if not isinstance(genre, str) or genre.lower() not in known:
+            raise UserError(f"--genre {genre!r}: unknown genre; this model knows: "
+                            f"{', '.join(self.genres)}")
         return known[genre.lower()]
 
     def read(self, song: Song) -> EncodedInput:
-        """Tokenize a MIDI path or Score; its bars and attribute classes."""
-        if not isinstance(song, (str, os.PathLike)):
-            score, name = song, "score"
-        else:
-            path = Path(song)
-            if not path.is_file():
-                raise UserError(f"MIDI file not found: {path}")
-            try:
-                score = symusic.Score.from_midi(path.read_bytes())
-            except Exception as e:  # noqa: BLE001 - symusic raises plain runtime errors
-                raise UserError(f"{path} is not valid MIDI: {e}") from None
-            name = str(path)
-        enc = T.encode_score(score, self.tokenizer, self.tables)
-        if len(enc.bar_starts) == 0:
-            raise UserError(f"{name} has no notes to read")
+        """Read a MIDI path or Score through the MIDI reader (the guards ``prepare`` applies)
+        and tokenize it; its bars and attribute classes."""
+        if not isinstance(song, (str, os.PathLike, symusic.Score)):
+            raise UserError(f"expected a MIDI path or a symusic.Score, got {type(song).__name__}")
+        read = read_midi(song, self.limits)
+        name = "score" if isinstance(song, symusic.Score) else str(song)
+        enc = T.encode_score(read.score, self.tokenizer, self.tables)
+        kinds = self.grammar.kind[enc.ids.astype(np.int64)]
+        if len(enc.bar_starts) == 0 or not np.any((kinds == PITCH) | (kinds == PITCHDRUM)):
+            raise UserError(f"{name}: no notes in the tokenizer's pitch range")
         edges = self.config.data["attribute_edges"]
         return EncodedInput(enc.ids.astype(np.int64), enc.bar_starts,
                             T.attribute_classes(enc.rhythm, edges["rhythm"]).astype(np.int64),
@@ -122,6 +127,7 @@ class MusicVAE:
 
     def encode(self, song: Song, bars: int | None = None) -> torch.Tensor:
         """Posterior means of the bar latents: [n_bars, d_latent]."""
+        bars = V.bars(bars, hi=self.limits.max_bars, allow_none=True)
         return self._latents(self.read(song).first_bars(bars))
 
     @torch.no_grad()
@@ -152,41 +158,64 @@ class MusicVAE:
 
     # ------------------------------------------------------------------ decoding
     def _cond(self, z, rhythm, polyphony, genre: int) -> torch.Tensor:
-        r = torch.as_tensor(np.clip(rhythm, 0, 7), device=self.device)[None]
-        p = torch.as_tensor(np.clip(polyphony, 0, 7), device=self.device)[None]
+        top = self.n_classes - 1
+        r = torch.as_tensor(np.clip(rhythm, 0, top), device=self.device)[None]
+        p = torch.as_tensor(np.clip(polyphony, 0, top), device=self.device)[None]
         zz = None if self.model.encoder is None else z.to(self.device)[None]
         g = torch.tensor([genre], device=self.device)
         return self.model.bar_conditions(zz, r, p, g)[0]
 
     def _decode(self, plans: list[Plan], sampling: Sampling, prompts: list[list[int]] | None = None,
                 use_cache: bool = True) -> list[symusic.Score]:
-        outs = generate(self.model, self.grammar, plans, sampling, use_cache=use_cache)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="generate", unit="tok", disable=not self.progress, leave=False)
+        outs = generate(self.model, self.grammar, plans, sampling, use_cache=use_cache,
+                        progress=lambda n: bar.update(n - bar.n))
+        bar.close()
         scores = []
         for i, new in enumerate(outs):
             ids = (prompts[i] if prompts else []) + new
             scores.append(self.tokenizer.decode(ids))
         return scores
 
+    def _sampling(self, temperature, top_k, top_p) -> Sampling:
+        return Sampling(*V.sampling(temperature, top_k, top_p))
+
+    @staticmethod
+    def _seed(seed) -> int:
+        seed = V.seed(seed)
+        return int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+
     def _z_prior(self, bars: int, seed: int | None) -> torch.Tensor:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         return torch.randn(bars, self.config.model.d_latent, generator=gen)
 
-    @staticmethod
-    def _per_bar(value, bars: int, rng: np.random.Generator, what: str) -> np.ndarray:
+    @property
+    def n_classes(self) -> int:
+        """Classes of each bar attribute (from the DATA_DIR the model was trained on)."""
+        return self.config.model.n_attr_classes
+
+    def _per_bar(self, value, bars: int, rng: np.random.Generator | None, what: str) -> np.ndarray:
+        n = self.n_classes
         if value is None:  # classes are train-set quantiles, so a uniform draw follows the data
-            return np.full(bars, rng.integers(0, 8))
-        arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
-        if arr.min() < 0 or arr.max() > 7:
-            raise UserError(f"{what} classes are 0..7, got {value}")
+            return np.full(bars, rng.integers(0, n))
+        try:
+            arr = np.atleast_1d(np.asarray(value, dtype=np.int64))
+        except (TypeError, ValueError, OverflowError):
+            raise UserError(f"--{what} {value!r}: classes are whole numbers 0..{n - 1}") from None
+        if arr.size == 0 or arr.ndim != 1 or arr.min() < 0 or arr.max() >= n:
+            raise UserError(f"--{what} {value}: classes are 0..{n - 1}")
         return np.resize(arr, bars)
 
     def sample(self, bars: int = 16, n: int = 1, genre: str | None = None, rhythm=None,
                polyphony=None, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None):
         """New pieces from the prior. Returns a Score (n=1) or a list of n Scores."""
-        if bars < 1 or n < 1:
-            raise UserError("bars and n must be at least 1")
-        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+        bars = V.bars(bars)
+        n = V.integer("n", n, 1, V.MAX_PIECES)
+        sampling = self._sampling(temperature, top_k, top_p)
+        seed = self._seed(seed)
         g = self._genre(genre)
         plans = []
         for i in range(n):
@@ -195,25 +224,39 @@ class MusicVAE:
             p = self._per_bar(polyphony, bars, rng, "polyphony")
             cond = self._cond(self._z_prior(bars, seed + i), r, p, g)
             plans.append(Plan(cond, bars, seed=seed + i))
-        scores = self._decode(plans, Sampling(temperature, top_k, top_p))
+        scores = self._decode(plans, sampling)
         return scores[0] if n == 1 else scores
+
+    def prompt_context_tokens(self) -> int:
+        """How much of a prompt the model reads: four times what its memories can hold."""
+        m = self.config.model
+        return 4 * (m.seg_len + m.effective_mem_len + m.effective_cmem_len * m.cmem_ratio)
 
     def continue_(self, prompt: Song, bars: int = 8, genre: str | None = None, rhythm=None,
                   polyphony=None, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None, seed: int | None = None) -> symusic.Score:
-        """The prompt fills the memory, then ``bars`` new bars follow (prompt + continuation)."""
-        seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
-        enc = self.read(prompt)
+        """The prompt fills the memory, then ``bars`` new bars follow (prompt + continuation).
+
+        The model reads the prompt's last whole bars covering ``prompt_context_tokens()`` (four
+        times what its memories hold, so older bars could not change what it writes); the
+        output holds the whole prompt."""
+        bars = V.bars(bars)
+        sampling = self._sampling(temperature, top_k, top_p)
+        seed = self._seed(seed)
         g = self._genre(genre)
-        zp = self._own_latents(enc)
+        enc = self.read(prompt)
         r = self._per_bar(rhythm if rhythm is not None else enc.rhythm[-1], bars, None, "rhythm")
         p = self._per_bar(polyphony if polyphony is not None else enc.polyphony[-1], bars, None,
                           "polyphony")
+        full_ids = enc.ids.tolist()
+        first = _tail_bar(enc.bar_starts, len(enc.ids), self.prompt_context_tokens())
+        tail = EncodedInput(enc.ids[enc.bar_starts[first]:], enc.bar_starts[first:] - enc.bar_starts[first],
+                            enc.rhythm[first:], enc.polyphony[first:])
+        zp = self._own_latents(tail)
         z = None if zp is None else torch.cat([zp.cpu(), self._z_prior(bars, seed)])
-        cond = self._cond(z, np.concatenate([enc.rhythm, r]), np.concatenate([enc.polyphony, p]), g)
-        prompt_ids = enc.ids.tolist()
-        plan = Plan(cond, bars, prompt=prompt_ids, seed=seed)
-        return self._decode([plan], Sampling(temperature, top_k, top_p), [prompt_ids])[0]
+        cond = self._cond(z, np.concatenate([tail.rhythm, r]), np.concatenate([tail.polyphony, p]), g)
+        plan = Plan(cond, bars, prompt=tail.ids.tolist(), seed=seed)
+        return self._decode([plan], sampling, [full_ids])[0]
 
     def _from_latents(self, z, rhythm, polyphony, genre: int, seed: int, sampling: Sampling):
         cond = self._cond(z, rhythm, polyphony, genre)
@@ -229,22 +272,35 @@ class MusicVAE:
     def transfer(self, song: Song, genre: str | None = None, rhythm_shift: int = 0,
                  polyphony_shift: int = 0, bars: int | None = 16, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> symusic.Score:
-        """Keep the song's bar latents; change its genre and/or shift its bar attributes."""
+        """Keep the song's bar latents; change its genre and/or shift its bar attributes
+        (shifts are in classes, at most ``n_classes - 1`` either way; results are clipped)."""
+        bars = V.bars(bars, hi=V.MAX_GEN_BARS, allow_none=True)
+        top = self.n_classes - 1
+        rs = V.integer("rhythm_shift", rhythm_shift, -top, top)
+        ps = V.integer("polyphony_shift", polyphony_shift, -top, top)
+        sampling = self._sampling(temperature, top_k, top_p)
+        seed = self._seed(seed)
+        g = self._genre(genre)
         enc = self.read(song).first_bars(bars)
-        return self._from_latents(self._own_latents(enc), enc.rhythm + rhythm_shift, enc.polyphony + polyphony_shift,
-                                  self._genre(genre), seed, Sampling(temperature, top_k, top_p))
+        if len(enc.bar_starts) > V.MAX_GEN_BARS:
+            enc = enc.first_bars(V.MAX_GEN_BARS)
+        return self._from_latents(self._own_latents(enc), enc.rhythm + rs, enc.polyphony + ps,
+                                  g, seed, sampling)
 
     def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                     seed: int = 0) -> list[symusic.Score]:
         """Spherical interpolation between the bar latents of the first ``bars`` bars of a and b."""
-        if steps < 2:
-            raise UserError("--steps must be at least 2 (the two songs themselves)")
+        steps = V.integer("steps", steps, 2, V.MAX_PIECES)
+        bars = V.bars(bars)
+        sampling = self._sampling(temperature, top_k, top_p)
+        seed = self._seed(seed)
+        if self.model.encoder is None:
+            raise UserError("this model was trained with --no-vae: it has no latents")
         ea, eb = self.read(a), self.read(b)
         for name, e in (("first", ea), ("second", eb)):
             if len(e.bar_starts) < bars:
-                raise UserError(f"the {name} song has {len(e.bar_starts)} bars; "
-                                f"--bars {bars} asks for more")
+                raise UserError(f"--bars {bars}: the {name} song has only {len(e.bar_starts)} bars")
         ea, eb = ea.first_bars(bars), eb.first_bars(bars)
         za, zb = self._latents(ea), self._latents(eb)
         out = []
@@ -252,11 +308,22 @@ class MusicVAE:
             z = slerp(za, zb, float(t))
             r = np.rint((1 - t) * ea.rhythm + t * eb.rhythm).astype(np.int64)
             p = np.rint((1 - t) * ea.polyphony + t * eb.polyphony).astype(np.int64)
-            out.append(self._from_latents(z, r, p, 0, seed, Sampling(temperature, top_k, top_p)))
+            out.append(self._from_latents(z, r, p, 0, seed, sampling))
         return out
 
     def token_accuracy(self, song: Song, bars: int | None = 16) -> float:
         """Teacher-forced next-token accuracy with z = posterior mean."""
+        bars = V.bars(bars, hi=V.MAX_GEN_BARS, allow_none=True)
         enc = self.read(song).first_bars(bars)
+        if len(enc.bar_starts) > V.MAX_GEN_BARS:
+            enc = enc.first_bars(V.MAX_GEN_BARS)
         pred = self.teacher_forced_logits(enc).argmax(-1).cpu().numpy()
         return float(np.mean(pred == enc.ids[1:]))
+
+
+def _tail_bar(bar_starts: np.ndarray, n_tokens: int, budget: int) -> int:
+    """The first bar of the shortest run of last bars that holds at least ``budget`` tokens."""
+    need = n_tokens - budget
+    if need <= 0:
+        return 0
+    return max(int(np.searchsorted(bar_starts, need, side="right")) - 1, 0)

@@ -1,11 +1,22 @@
-"""Checkpoints: every file is written to a temporary name and renamed, so a process killed at
-any moment leaves the previous version loadable. Weights are safetensors; the training state
-(optimizer, scheduler, RNG) is loaded with ``torch.load(weights_only=True)``: no pickle of
-arbitrary objects is ever read."""
+"""Checkpoints and other artefacts, written so that no crash, kill or full disk damages a run.
+
+* ``atomic_write``: every file is written to a temporary name, flushed to disk and renamed,
+  so a process killed at any moment leaves the previous version loadable.
+* ``commit``: the files of one training checkpoint (weights, last weights, training state) form
+  one set. All are first written under temporary names (a failure there, a full disk for
+  instance, removes them and leaves the previous set untouched); then a journal
+  (``checkpoint.json``) names them; then they are renamed into place and the journal is marked
+  done. ``recover`` finishes the renames a killed process left, so the files on disk always
+  hold one step.
+* Weights are safetensors; the training state (optimizer, scheduler, RNG) is read with
+  ``torch.load(weights_only=True)``: no pickle of arbitrary objects is ever read. Damaged
+  files are refused with one line.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -20,43 +31,179 @@ CONFIG = "config.json"
 BEST = "model.safetensors"
 LAST = "last.safetensors"
 STATE = "training_state.pt"
+JOURNAL = "checkpoint.json"
+PENDING = ".pending"
+
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``."""
+    """Call ``write(tmp_path)`` then rename onto ``path``; nothing is left behind on failure."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+# ----------------------------------------------------------------------------- checkpoint sets
+
+
+def commit(run_dir: str | Path, files: dict, step: int) -> None:
+    """Write ``{name: write(tmp_path)}`` into ``run_dir`` as one set (see the module doc)."""
+    run_dir = Path(run_dir)
+    pending: dict[str, str] = {}
+    try:
+        for name, write in files.items():
+            tmp = run_dir / f".{name}.{step}{PENDING}"
+            pending[name] = tmp.name
+            write(str(tmp))
+            _fsync(tmp)
+        write_text(run_dir / JOURNAL, json.dumps({"step": step, "pending": pending}))
+    except BaseException:
+        for tmp in pending.values():
+            (run_dir / tmp).unlink(missing_ok=True)
+        raise
+    _finish(run_dir, step, pending)
+
+
+def _finish(run_dir: Path, step: int, pending: dict[str, str]) -> None:
+    for name, tmp in pending.items():
+        try:
+            os.replace(run_dir / tmp, run_dir / name)
+        except FileNotFoundError:
+            pass  # already moved by an earlier, interrupted finish
+    write_text(run_dir / JOURNAL, json.dumps({"step": step, "files": sorted(pending)}))
+
+
+def recover(run_dir: str | Path) -> int | None:
+    """Finish a commit a killed process left and remove its orphan temporary files.
+
+    Call only while holding the run's lock. Returns the committed step (None: no checkpoint)."""
+    run_dir = Path(run_dir)
+    step = None
+    journal = run_dir / JOURNAL
+    if journal.is_file():
+        try:
+            j = json.loads(journal.read_text())
+            step = int(j["step"])
+            if "pending" in j:
+                _finish(run_dir, step, dict(j["pending"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{journal} is damaged ({e}): delete it if {STATE} is good") from None
+    for orphan in list(run_dir.glob(".*.tmp")) + list(run_dir.glob(f".*{PENDING}")):
+        orphan.unlink(missing_ok=True)
+    return step
+
+
+class FolderLock:
+    """An exclusive lock on a RUN_DIR or DATA_DIR for one writer (``flock`` on ``.lock``);
+    the kernel releases it when the process ends, however it ends."""
+
+    def __init__(self, folder: str | Path, what: str):
+        self.path, self.what, self.fd = Path(folder) / ".lock", what, None
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise UserError(f"{self.path.parent} is in use by another mtvae {self.what} "
+                            "(wait for it to finish, or choose another folder)") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# ----------------------------------------------------------------------------- files
+
+
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> None:
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
-    atomic_write(path, lambda tmp: save_model(model, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_model(model, tmp, metadata=weights_meta(metadata)))
+
+
+def weights_meta(metadata: dict | None) -> dict:
+    return {k: str(v) for k, v in (metadata or {}).items()}
 
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    missing, unexpected = load_model(model, str(path), strict=True)
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except Exception as e:  # noqa: BLE001 - safetensors / torch raise several kinds
+        first = " ".join(str(e).split())[:160]
+        raise UserError(f"{path} is damaged or does not fit this run's config.json ({first})") from None
     if missing or unexpected:
-        raise UserError(f"{path} does not fit this model (missing {missing}, unexpected {unexpected})")
+        raise UserError(f"{path} does not fit this run's config.json ({len(missing)} tensors "
+                        f"missing, {len(unexpected)} unexpected, e.g. "
+                        f"{(list(missing) + list(unexpected))[0]})")
 
 
 def save_config(cfg: RunConfig, run_dir: str | Path) -> None:
-    text = cfg.to_json()
-    atomic_write(Path(run_dir) / CONFIG, lambda tmp: Path(tmp).write_text(text))
+    write_text(Path(run_dir) / CONFIG, cfg.to_json())
+
+
+def load_config(run_dir: str | Path) -> RunConfig:
+    return RunConfig.load(Path(run_dir) / CONFIG)
+
+
+def load_tokenizer(folder: str | Path):
+    """The miditok tokenizer saved in a run or DATA_DIR; a damaged file is one line."""
+    from miditok import REMI
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise UserError(f"{path} is missing")
+    try:
+        return REMI(params=path)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"{path} is damaged ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:120]})") from None
 
 
 def save_state(state: dict, path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+STATE_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "step": int,
+              "best": float, "bad_rounds": int, "history": list, "torch_rng": torch.Tensor}
+
+
 def load_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The training state, or one line saying why it cannot be used."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, random bytes, a forbidden pickle ...
+        raise UserError(f"{path} is damaged ({type(e).__name__}): it cannot be resumed; "
+                        "delete the run folder to start over") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is not an mtvae training state")
+    for key, kind in STATE_KEYS.items():
+        if not isinstance(state.get(key), kind) and not (kind is float and isinstance(state.get(key), int)):
+            raise UserError(f"{path} is not an mtvae training state (field {key!r})")
+    return state
 
 
 def file_hash(path: str | Path) -> str:

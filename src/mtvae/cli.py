@@ -1,11 +1,16 @@
 """Command line: a thin layer over the Python API.
 
-Every sub-command turns ``UserError`` into one line on stderr and exit code 2.
+Every sub-command turns a bad argument or input (``UserError``, or a value argparse cannot
+parse) into one line on stderr and exit code 2; a fault of the machine (disk full, no
+permission, out of memory) into one line and exit code 1. No traceback reaches the user
+unless ``MTVAE_DEBUG=1`` is set.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from .errors import UserError
@@ -20,7 +25,7 @@ def _prepare(args: argparse.Namespace) -> int:
         args.sources or [DEFAULT_SOURCE], args.out, labels=args.labels, genres=args.genre,
         programs=args.program, per_genre=args.per_genre, seed=args.seed,
         max_files=args.max_files, workers=args.workers, bpe_vocab=args.bpe_vocab,
-        progress=not args.quiet,
+        progress=not args.quiet, max_bars=args.max_bars,
     )
     for s in report["skipped"][:20]:
         print(f"warning: skipped {s['path']}: {s['reason']}", file=sys.stderr)
@@ -59,9 +64,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load(args):
+    from . import validate as V
     from .api import MusicVAE
+    from .data.midi import Limits
 
-    return MusicVAE.load(args.run_dir, device=args.device)
+    V.out_dir(args.out)
+    m = MusicVAE.load(args.run_dir, device=args.device,
+                      limits=Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000)))
+    m.progress = not args.quiet
+    return m
 
 
 def _sampling(args) -> dict:
@@ -90,7 +101,9 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
         files.append(render(score, out / name, title=title, wav=not args.no_audio))
     settings.update({"mtvae_version": __version__, "model_hash": model.model_hash(),
                      "files": files, **(extra or {})})
-    (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
+    from .checkpoint import write_text
+
+    write_text(out / "settings.json", json.dumps(settings, indent=2, default=str))
     for f in files:
         print(f["mid"])
     print(f"wrote {len(files)} piece(s) and settings.json to {out}")
@@ -181,8 +194,12 @@ def _evaluate(args) -> int:
         if not sep:
             raise UserError(f"--compare {item}: expected NAME=FOLDER")
         compare[name] = folder
+    if args.json:
+        from . import validate as V
+
+        V.out_file(args.json, "json")
     result = evaluate(args.run_dir, args.data_dir, split=args.split, samples=args.samples,
-                      bars=args.bars, seed=args.seed, max_windows=args.max_windows or None,
+                      bars=args.bars, seed=args.seed, max_windows=args.max_windows,
                       device=args.device, compare=compare, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p,
                       progress=(lambda msg: None) if args.quiet else print)
@@ -201,6 +218,11 @@ def _demo(args) -> int:
     return 0
 
 
+def _add_max_bars(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-bars", type=int, default=2048, metavar="N",
+                   help="refuse MIDI longer than N bars after trimming silence (default 2048)")
+
+
 def _add_sampling(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     p.add_argument("--top-k", type=int)
@@ -210,11 +232,19 @@ def _add_sampling(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-audio", action="store_true", help="skip the WAV files")
     p.add_argument("--quiet", action="store_true")
+    _add_max_bars(p)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block) with exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtvae", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="mtvae", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     pp = sub.add_parser(
         "prepare", help="MIDI sources -> tokens, bars and attributes in DATA_DIR",
@@ -233,13 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
     pp.add_argument("--bpe-vocab", type=int, metavar="N", help="train BPE to N tokens (train split)")
     pp.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_max_bars(pp)
     pp.set_defaults(func=_prepare)
 
     pt = sub.add_parser("train", help="train a model on a DATA_DIR",
                         description="Train, or with --resume continue, a model; writes RUN_DIR.")
     pt.add_argument("data_dir", metavar="DATA_DIR")
     pt.add_argument("--out", required=True, metavar="RUN_DIR")
-    pt.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
+    pt.add_argument("--preset", choices=("tiny", "small", "base"), help="default: small")
     pt.add_argument("--max-steps", type=int)
     pt.add_argument("--max-minutes", type=float)
     pt.add_argument("--batch-size", type=int)
@@ -262,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bars", type=int, default=16)
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--genre")
-    g.add_argument("--rhythm", type=int, choices=range(8), metavar="0-7")
-    g.add_argument("--polyphony", type=int, choices=range(8), metavar="0-7")
+    g.add_argument("--rhythm", type=int, metavar="CLASS", help="rhythm class of every bar (0-7)")
+    g.add_argument("--polyphony", type=int, metavar="CLASS",
+                   help="polyphony class of every bar (0-7)")
     _add_sampling(g, "out/sample")
     g.set_defaults(func=_sample)
 
@@ -305,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("input", metavar="IN.mid")
     g.add_argument("--wav", metavar="OUT.wav")
     g.add_argument("--png", metavar="OUT.png")
+    _add_max_bars(g)
     g.set_defaults(func=_render)
 
     g = sub.add_parser("evaluate", help="likelihood, reconstruction, control, music statistics")
@@ -325,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="cpu")
     g.add_argument("--json", metavar="FILE")
     g.add_argument("--quiet", action="store_true")
+    _add_max_bars(g)
     g.set_defaults(func=_evaluate)
 
     g = sub.add_parser("demo", help="the main job on the built-in corpus, with index.html")
@@ -338,12 +372,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a value argparse cannot parse (one line, code 2)
+        return int(e.code or 0)
+    debug = os.environ.get("MTVAE_DEBUG", "") not in ("", "0")
+    where = f"mtvae {args.command}"
     try:
         return args.func(args)
     except UserError as e:
-        print(f"mtvae {args.command}: error: {e}", file=sys.stderr)
+        _say(f"{where}: error: {e}")
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say(f"{where}: interrupted")
         return 130
+    except BrokenPipeError:  # e.g. `mtvae ... | head`: the reader went away
+        sys.stderr.close()
+        return 1
+    except OSError as e:
+        if debug:
+            raise
+        what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (
+            e.strerror or type(e).__name__)
+        _say(f"{where}: error: {what}{f': {e.filename}' if e.filename else ''}")
+        return 1
+    except MemoryError:
+        if debug:
+            raise
+        _say(f"{where}: error: out of memory")
+        return 1
+    except Exception as e:  # noqa: BLE001 - a bug: one line unless debugging
+        if debug:
+            raise
+        text = " ".join(str(e).split())[:300]
+        _say(f"{where}: internal error: {type(e).__name__}: {text} "
+             "(run with MTVAE_DEBUG=1 for the traceback, and please report it)")
+        return 1
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

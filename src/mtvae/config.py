@@ -33,8 +33,20 @@ class ModelConfig:
     use_compression: bool = True
 
     def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise UserError("d_model must be divisible by n_heads")
+        from . import validate as V
+
+        for name, lo, hi in (("vocab_size", 8, 2**20), ("n_genres", 1, 2**16),
+                             ("n_attr_classes", 1, 256), ("pad_id", 0, 2**20), ("d_model", 2, 16384),
+                             ("n_heads", 1, 256), ("enc_layers", 1, 128), ("dec_layers", 1, 128),
+                             ("d_ff", 1, 65536), ("d_latent", 1, 4096), ("d_attr", 1, 4096),
+                             ("max_bar_len", 1, 65536), ("seg_len", 1, 65536),
+                             ("mem_len", 0, 65536), ("cmem_len", 0, 65536), ("cmem_ratio", 1, 64)):
+            V.integer(name, getattr(self, name), lo, hi)
+        V.number("dropout", self.dropout, 0.0, 0.9)
+        if self.pad_id >= self.vocab_size:
+            raise UserError(f"pad_id {self.pad_id} is outside the vocabulary ({self.vocab_size})")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise UserError("d_model must be divisible by n_heads, into heads of even size")
         if self.use_compression and self.use_memory and (
             self.seg_len % self.cmem_ratio or self.mem_len % self.cmem_ratio
         ):
@@ -87,6 +99,33 @@ class TrainConfig:
     tempo_jitter: float = 0.5  # probability to move tempo tokens by one class
     log_every: int = 10
 
+    def __post_init__(self):
+        from . import validate as V
+
+        if self.preset not in PRESETS:
+            raise UserError(f"--preset {self.preset!r}: choose from {', '.join(PRESETS)}")
+        V.integer("max_steps", self.max_steps, 1, 10**9)
+        V.number("max_minutes", self.max_minutes, 0.0, 10**7, lo_open=True, allow_none=True)
+        V.integer("batch_size", self.batch_size, 1, 4096)
+        V.integer("segments", self.segments, 1, 1024)
+        V.number("lr", self.lr, 0.0, 1.0)
+        V.number("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        V.integer("warmup_steps", self.warmup_steps, 0, 10**9)
+        V.number("weight_decay", self.weight_decay, 0.0, 10.0)
+        V.number("grad_clip", self.grad_clip, 0.0, 10**6, lo_open=True)
+        V.integer("seed", self.seed, 0, 2**63 - 1)
+        V.integer("val_every", self.val_every, 1, 10**9)
+        V.integer("val_windows", self.val_windows, 1, 10**6)
+        V.integer("patience", self.patience, 1, 10**6)
+        V.number("beta_max", self.beta_max, 0.0, 100.0)
+        V.integer("beta_warmup_steps", self.beta_warmup_steps, 0, 10**9)
+        V.integer("beta_cycle_steps", self.beta_cycle_steps, 0, 10**9)
+        V.number("free_bits", self.free_bits, 0.0, 100.0)
+        V.number("recon_weight", self.recon_weight, 0.0, 100.0)
+        V.integer("transpose", self.transpose, 0, 24)
+        V.number("tempo_jitter", self.tempo_jitter, 0.0, 1.0)
+        V.integer("log_every", self.log_every, 1, 10**9)
+
 
 @dataclass
 class RunConfig:
@@ -100,22 +139,53 @@ class RunConfig:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        raw = json.loads(text)
-        return cls(
-            model=_build(ModelConfig, raw.get("model", {})),
-            train=_build(TrainConfig, raw.get("train", {})),
-            data=raw.get("data", {}),
-        )
+    def from_json(cls, text: str, where: str = "config.json") -> RunConfig:
+        """Parse and check every field: a missing, unknown or mistyped one is a ``UserError``."""
+        try:
+            raw = json.loads(text)
+        except ValueError as e:
+            raise UserError(f"{where} is not valid JSON ({e})") from None
+        if not isinstance(raw, dict) or not {"model", "train", "data"} <= set(raw):
+            raise UserError(f"{where} must be an object with 'model', 'train' and 'data'")
+        if not isinstance(raw["data"], dict):
+            raise UserError(f"{where}: 'data' must be an object")
+        return cls(model=_build(ModelConfig, raw["model"], f"{where} model"),
+                   train=_build(TrainConfig, raw["train"], f"{where} train"),
+                   data=raw["data"])
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        return cls.from_json(Path(path).read_text())
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read {path}: {e}") from None
+        return cls.from_json(text, str(path))
 
 
-def _build(kind, values: dict):
-    names = {f.name for f in fields(kind)}
-    return kind(**{k: v for k, v in values.items() if k in names})
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+          "float | None": (int, float, type(None))}
+
+
+def _build(kind, values, where: str):
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected an object")
+    known = {f.name: f for f in fields(kind)}
+    missing = sorted(set(known) - set(values))
+    unknown = sorted(set(values) - set(known))
+    if missing or unknown:
+        raise UserError(f"{where}: " + "; ".join(
+            ([f"missing {', '.join(missing)}"] if missing else [])
+            + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
+    for name, f in known.items():
+        v = values[name]
+        ok = _TYPES.get(str(f.type), (object,))
+        if not isinstance(v, ok) or (isinstance(v, bool) and bool not in ok):
+            raise UserError(f"{where}: {name} = {v!r} should be {f.type}")
+    try:
+        return kind(**values)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
 
 
 def model_config(preset: str, **overrides) -> ModelConfig:

@@ -42,10 +42,24 @@ def truncate(score: symusic.Score, bars: int) -> symusic.Score:
 
 
 def _songs(data_dir: Path, split: str) -> list[Path]:
+    """The split's source files (absolute in manifest.csv; older DATA_DIRs may hold paths
+    relative to the folder ``prepare`` ran in)."""
     import csv
 
     with open(data_dir / "manifest.csv") as f:
-        return [Path(r["file"]) for r in csv.DictReader(f) if r["split"] == split]
+        files = [Path(r["file"]) for r in csv.DictReader(f) if r["split"] == split]
+    for p in files:
+        if not p.is_file():
+            raise UserError(f"{data_dir}/manifest.csv names {p}, which is gone (or relative to "
+                            "another folder): run 'mtvae prepare' again")
+    return files
+
+
+def _real(paths: list[Path], bars: int, limits) -> list[symusic.Score]:
+    """The first ``bars`` bars of each song, read through the MIDI reader."""
+    from .data.midi import read_midi
+
+    return [truncate(read_midi(p, limits).score, bars) for p in paths]
 
 
 @torch.no_grad()
@@ -127,7 +141,7 @@ def control(m: MusicVAE, per_class: int, bars: int, seed: int, **sampling) -> di
     out = {}
     for attr in ("rhythm", "polyphony"):
         asked, measured, means = [], [], []
-        for c in range(8):
+        for c in range(m.n_classes):
             kwargs = {attr: c, **sampling}
             pieces = m.sample(bars=bars, n=per_class, seed=seed + 100 * c, **kwargs)
             pieces = pieces if isinstance(pieces, list) else [pieces]
@@ -148,14 +162,31 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
              seed: int = 0, max_windows: int | None = 200, device: str = "cpu",
              compare: dict[str, str] | None = None, control_per_class: int | None = None,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             progress=print) -> dict:
+             progress=print, limits=None) -> dict:
     """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes).
 
     ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
     sampling by default; e.g. ``top_k`` to match a baseline that filters its samples)."""
+    from . import validate as V
+    from .data.midi import DEFAULT_LIMITS
+
     data_dir = Path(data_dir)
-    load_meta(data_dir)
-    m = MusicVAE.load(run_dir, device=device)
+    if split not in ("train", "valid", "test"):
+        raise UserError(f"--split {split!r}: choose train, valid or test")
+    samples = V.integer("samples", samples, 1, 4096)
+    bars = V.bars(bars)
+    seed = V.seed(seed, allow_none=False)
+    max_windows = V.integer("max_windows", max_windows, 0, 10**7, allow_none=True) or None
+    V.integer("control_per_class", control_per_class, 1, 1024, allow_none=True)
+    V.sampling(temperature, top_k, top_p)
+    meta = load_meta(data_dir)
+    if meta.get("bpe"):
+        raise UserError(f"{data_dir} holds BPE tokens; evaluate needs a DATA_DIR prepared "
+                        "without --bpe-vocab (as generation does)")
+    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS)
+    if meta["vocab_size"] != m.config.model.vocab_size:
+        raise UserError(f"{data_dir} has a vocabulary of {meta['vocab_size']} tokens; "
+                        f"this model was trained on {m.config.model.vocab_size}")
     result: dict = {"run_dir": str(run_dir), "data_dir": str(data_dir), "split": split,
                     "samples": samples, "bars": bars, "seed": seed,
                     "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
@@ -182,16 +213,16 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     progress(f"{samples} prior samples ...")
     generated = m.sample(bars=bars, n=samples, seed=seed, **sampling)
     generated = generated if isinstance(generated, list) else [generated]
-    real = [truncate(symusic.Score(p), bars) for p in split_songs]
+    real = _real(split_songs, bars, m.limits)
     train_songs = _songs(data_dir, "train")
     pick = rng.permutation(len(train_songs))[:len(split_songs)]
-    ceiling = [truncate(symusic.Score(train_songs[i]), bars) for i in pick]
+    ceiling = _real([train_songs[i] for i in pick], bars, m.limits)
     sets = {"mtvae": generated, "train (ceiling)": ceiling}
     for name, folder in (compare or {}).items():
         files = sorted(Path(folder).glob("*.mid"))
         if not files:
             raise UserError(f"--compare {name}={folder}: no .mid files there")
-        sets[name] = [truncate(symusic.Score(f), bars) for f in files]
+        sets[name] = _real(files, bars, m.limits)
     real_f = M.set_features(real)
     result["music_statistics"] = {
         name: M.compare_sets(real_f, M.set_features(scores)) for name, scores in sets.items()}

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-OTHER, BAR, TIMESIG, POSITION, TEMPO, PROGRAM, PITCH, PITCHDRUM, VELOCITY, DURATION = range(10)
-KINDS = {"Bar": BAR, "TimeSig": TIMESIG, "Position": POSITION, "Tempo": TEMPO,
-         "Program": PROGRAM, "Pitch": PITCH, "PitchDrum": PITCHDRUM, "Velocity": VELOCITY,
-         "Duration": DURATION}
-POS_PER_BEAT = 8
+# the token kinds are defined once, with the vocabulary table; other modules import them here too
+from .data.tokens import (  # noqa: F401
+    BAR, DURATION, KINDS, NUM_KINDS, OTHER, PITCH, PITCHDRUM, POS_PER_BEAT, POSITION, PROGRAM,
+    TEMPO, TIMESIG, VELOCITY, Vocab,
+)
+
 NEXT = {  # kinds allowed after each kind (None: the very start)
     None: {BAR}, BAR: {TIMESIG}, TIMESIG: {POSITION, BAR}, POSITION: {TEMPO, PROGRAM},
     TEMPO: {PROGRAM, POSITION, BAR}, PROGRAM: {PITCH, PITCHDRUM}, PITCH: {VELOCITY},
@@ -28,25 +29,18 @@ NEXT = {  # kinds allowed after each kind (None: the very start)
 
 
 class Grammar:
-    """Per-token kind and value tables of a REMI+ vocabulary, and the masks built from them."""
+    """The masks of a REMI+ vocabulary, built on its parsed table (``data.tokens.Vocab``).
 
-    def __init__(self, vocab: dict[str, int]):
-        n = max(vocab.values()) + 1
-        self.kind = np.full(n, OTHER, dtype=np.int64)
-        self.value = np.zeros(n, dtype=np.int64)
-        for tok, i in vocab.items():
-            name, _, val = tok.partition("_")
-            k = KINDS.get(name, OTHER)
-            self.kind[i] = k
-            if k == POSITION:
-                self.value[i] = int(val)
-            elif k == PROGRAM:
-                self.value[i] = int(val)
-            elif k == TIMESIG:
-                self.value[i] = int(val.split("/")[0]) * POS_PER_BEAT
-        self.kind_masks = {k: torch.from_numpy(self.kind == k) for k in range(10)}
+    ``kind`` and ``value`` are the table's arrays; ``kind_masks[k]`` a bool tensor [V] of the
+    tokens of kind k; ``positions`` each ``Position`` token's position (-1 for other tokens).
+    """
+
+    def __init__(self, vocab: dict[str, int] | Vocab):
+        self.vocab = vocab if isinstance(vocab, Vocab) else Vocab(vocab)
+        self.kind, self.value = self.vocab.kind, self.vocab.value
+        self.kind_masks = {k: torch.from_numpy(self.kind == k) for k in range(NUM_KINDS)}
         self.positions = torch.from_numpy(np.where(self.kind == POSITION, self.value, -1))
-        self.bar_id = int(np.nonzero(self.kind == BAR)[0][0])
+        self.bar_id = int(self.vocab.ids(BAR)[0])
 
 
 @dataclass

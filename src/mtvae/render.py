@@ -19,6 +19,10 @@ import numpy as np
 import symusic
 
 from .checkpoint import atomic_write
+from .errors import UserError
+
+MAX_AUDIO_MINUTES = 30  # a WAV longer than this is refused (memory and disk stay bounded)
+SYNTH_NOTE_SECONDS = 2000.0  # the built-in synthesiser's budget of note-seconds per piece
 
 SOUNDFONTS = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
               "/usr/share/soundfonts/default.sf2"]
@@ -38,11 +42,24 @@ def bar_ticks(score: symusic.Score) -> list[int]:
     return list(get_bars_ticks(score, only_notes_onsets=True))
 
 
+def check_drawable(score: symusic.Score, wav: bool = True) -> None:
+    """Refuse, with one line, a score whose audio would be unboundedly long. (Scores come
+    through the MIDI reader, which already bounds bars, notes and tracks.)"""
+    if score.ticks_per_quarter < 1:
+        raise UserError("the score has a division of 0 ticks per quarter note")
+    if wav:
+        seconds = float(score.to("second").end())
+        if seconds > 60 * MAX_AUDIO_MINUTES:
+            raise UserError(f"the piece lasts {seconds / 60:.0f} minutes at its tempos; WAV "
+                            f"rendering is limited to {MAX_AUDIO_MINUTES} (use --png only)")
+
+
 def piano_roll(score: symusic.Score, path: str | Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
     from matplotlib.patches import Patch
 
     tpq = score.ticks_per_quarter
@@ -52,13 +69,20 @@ def piano_roll(score: symusic.Score, path: str | Path, title: str = "") -> None:
     for k, track in enumerate(t for t in score.tracks if t.note_num()):
         c = colours(k % 10)
         notes = track.notes.numpy()
-        ax.barh(notes["pitch"], notes["duration"] / tpq, left=notes["time"] / tpq, height=0.8,
-                color=c, edgecolor="none")
+        # one collection per track: memory and time linear in notes, unlike a patch per note
+        x0 = notes["time"] / tpq
+        x1 = x0 + notes["duration"] / tpq
+        y0 = notes["pitch"] - 0.4
+        y1 = y0 + 0.8
+        verts = np.stack([np.stack([x0, y0], -1), np.stack([x0, y1], -1),
+                          np.stack([x1, y1], -1), np.stack([x1, y0], -1)], axis=1)
+        ax.add_collection(PolyCollection(verts, facecolors=[c], edgecolors="none"))
         kind = "drums" if track.is_drum else f"program {track.program}"
         name = f"{track.name} ({kind})" if track.name else kind
         handles.append(Patch(color=c, label=name))
     for b in bar_ticks(score):
         ax.axvline(b / tpq, color="0.75", lw=0.6, zorder=0)
+    ax.autoscale_view()
     ax.set_xlabel("beats (quarter notes)")
     ax.set_ylabel("MIDI pitch")
     if handles:
@@ -73,10 +97,13 @@ def synthesize(score: symusic.Score, rate: int = 22050) -> np.ndarray:
     """A plain additive synthesiser: a few harmonics and an exponential decay per note."""
     s = score.to("second")
     end = max((n.time + n.duration for t in s.tracks for n in t.notes), default=0.0) + 0.5
+    end = min(end, 60 * MAX_AUDIO_MINUTES)
     out = np.zeros(int(end * rate) + 1, dtype=np.float32)
+    # at most SYNTH_NOTE_SECONDS of note sound in all: dense pieces get shorter decays
+    cap = min(4.0, max(0.05, SYNTH_NOTE_SECONDS / max(score.note_num(), 1)))
     for track in s.tracks:
         for n in track.notes:
-            a, length = int(n.time * rate), max(int(min(n.duration, 4.0) * rate), 64)
+            a, length = int(n.time * rate), max(int(min(n.duration, cap) * rate), 64)
             t = np.arange(length) / rate
             if track.is_drum:  # a short noise burst
                 wave_ = np.random.default_rng(n.pitch).standard_normal(length) * np.exp(-t * 30)
@@ -133,6 +160,11 @@ def render(score: symusic.Score, stem: str | Path, title: str = "", wav: bool = 
         out["png"] = str(stem.with_suffix(".png"))
         piano_roll(score, out["png"], title)
     if wav:
+        try:
+            check_drawable(score, wav=True)
+        except UserError as e:
+            print(f"note: no WAV for {stem.name}: {e}", file=sys.stderr)
+            return out
         out["wav"] = str(stem.with_suffix(".wav"))
         out["audio"] = write_wav(score, out["wav"])
     return out

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoint as ck
+from . import validate as V
 from .config import RunConfig, TrainConfig, model_config
 from .data.dataset import load_meta, load_split, load_tokenizer
 from .data.windows import Augmenter, TrainWindows, eval_batches, eval_windows
@@ -36,13 +37,7 @@ FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon"
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available here (use --device cpu or auto)")
-    if name not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: choose auto, cpu or cuda")
-    return torch.device(name)
+    return torch.device(V.device(name))
 
 
 def beta_at(step: int, t: TrainConfig) -> float:
@@ -92,6 +87,8 @@ class Trainer:
         self.opt = make_optimizer(self.model, t)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(t))
         self.train_store = load_split(data_dir, "train")
+        if len(self.train_store) == 0:
+            raise UserError(f"the train split of {data_dir} is empty: prepare more songs")
         val_split = "valid"
         self.val_store = load_split(data_dir, val_split)
         if len(self.val_store) == 0:
@@ -201,16 +198,23 @@ class Trainer:
         text = [",".join(FIELDS)]
         for row in self.history:
             text.append(",".join(str(row.get(k, "")) for k in FIELDS))
-        ck.atomic_write(self.run_dir / METRICS, lambda tmp: Path(tmp).write_text("\n".join(text) + "\n"))
+        ck.write_text(self.run_dir / METRICS, "\n".join(text) + "\n")
 
     def save(self, best: bool) -> None:
+        """One checkpoint set: best weights (when improved), last weights and the training
+        state, committed together (``checkpoint.commit``)."""
         if not self.is_main:
             return
-        meta = {"step": self.step}
+        from safetensors.torch import save_model
+
+        meta = ck.weights_meta({"step": self.step})
+        files = {}
         if best:
-            ck.save_weights(self.model, self.run_dir / ck.BEST, meta)
-        ck.save_weights(self.model, self.run_dir / ck.LAST, meta)
-        ck.save_state(self.state(), self.run_dir / ck.STATE)
+            files[ck.BEST] = lambda tmp: save_model(self.model, tmp, metadata=meta)
+        files[ck.LAST] = lambda tmp: save_model(self.model, tmp, metadata=meta)
+        state = self.state()
+        files[ck.STATE] = lambda tmp: torch.save(state, tmp)
+        ck.commit(self.run_dir, files, self.step)
         plot_losses(self.history, self.run_dir / "loss.png")
 
     # ------------------------------------------------------------------ loop
@@ -298,51 +302,138 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(data_dir, run_dir, preset: str = "small", resume: bool = False, device: str = "auto",
+# what a run folder may hold (besides temporary files): a folder with anything else is not
+# a run, and is never cleared
+RUN_FILES = {ck.CONFIG, ck.BEST, ck.LAST, ck.STATE, ck.JOURNAL, METRICS, "loss.png",
+             "summary.json", "tokenizer.json", ".lock"}
+RESUMABLE = ("max_steps", "patience", "val_every", "log_every")  # may change on --resume
+
+
+def _is_fresh_leftover(run_dir: Path) -> bool:
+    """A folder that a killed start left before its first checkpoint: only run files, no state."""
+    names = {p.name for p in run_dir.iterdir()}
+    names = {n for n in names if not (n.startswith(".") and n.endswith((".tmp", ck.PENDING)))}
+    return names <= RUN_FILES and ck.STATE not in names and ck.BEST not in names
+
+
+def _check_resume(cfg: RunConfig, meta: dict, data_dir: Path, run_dir: Path, preset,
+                  model_overrides: dict, train_overrides: dict) -> None:
+    """Everything --resume needs, checked before anything is written."""
+    for k, v in train_overrides.items():
+        if k not in RESUMABLE and getattr(cfg.train, k) != v:
+            raise UserError(f"--{k.replace('_', '-')} {v}: a resumed run keeps its saved "
+                            f"{k} ({getattr(cfg.train, k)}); only --max-steps, --max-minutes, "
+                            "--patience and --val-every may change")
+    if preset is not None and preset != cfg.train.preset:
+        raise UserError(f"--preset {preset}: this run was trained as {cfg.train.preset}")
+    for k, v in (model_overrides or {}).items():
+        if getattr(cfg.model, k) != v:
+            raise UserError(f"--{k.replace('use_', 'no-').replace('_', '-')}: a resumed run keeps "
+                            "its saved model settings")
+    if meta["vocab_size"] != cfg.model.vocab_size or bool(meta["bpe"]) != bool(cfg.data.get("bpe")):
+        raise UserError(f"{data_dir} does not match this run (vocabulary {meta['vocab_size']}"
+                        f"{' BPE' if meta['bpe'] else ''} vs {cfg.model.vocab_size}"
+                        f"{' BPE' if cfg.data.get('bpe') else ''})")
+    if meta["genres"] != cfg.data.get("genres"):
+        raise UserError(f"{data_dir} has other genres than this run was trained on")
+    if ck.load_tokenizer(data_dir).vocab != ck.load_tokenizer(run_dir).vocab:
+        raise UserError(f"the tokenizer of {data_dir} differs from this run's tokenizer.json")
+
+
+def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, device: str = "auto",
           quiet: bool = False, max_minutes: float | None = None, model_overrides: dict | None = None,
           **train_overrides) -> dict:
-    """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json)."""
+    """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json).
+
+    With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every`` may change;
+    any other setting that differs from the saved run is an error (nothing is ignored)."""
     meta = load_meta(data_dir)
-    run_dir = Path(run_dir)
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
     dev = resolve_device(device)
+    V.number("max_minutes", max_minutes, 0.0, 10**7, lo_open=True, allow_none=True)
+    unknown = set(train_overrides) - {f for f in TrainConfig.__dataclass_fields__}
+    if unknown:
+        raise TypeError(f"train() got unknown settings: {', '.join(sorted(unknown))}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} exists and is not a folder")
+    if resume and not (run_dir / ck.CONFIG).is_file():
+        raise UserError(f"--resume: {run_dir} is not a run (no {ck.CONFIG})")
+    if rank == 0:
+        V.out_dir(run_dir)
+    lock = ck.FolderLock(run_dir, "train") if rank == 0 else None
+    if lock:
+        lock.__enter__()
+    try:
+        return _train_locked(meta, data_dir, run_dir, preset, resume, dev, quiet, max_minutes,
+                             model_overrides, train_overrides, world, rank)
+    finally:
+        if lock:
+            lock.__exit__()
+
+
+def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev, quiet: bool,
+                  max_minutes, model_overrides, train_overrides, world: int, rank: int) -> dict:
+    step = ck.recover(run_dir) if rank == 0 else None
+    has_state = (run_dir / ck.STATE).is_file()
+    fresh = False
     if resume:
-        if not (run_dir / ck.STATE).is_file():
-            raise UserError(f"--resume: {run_dir} has no {ck.STATE} to resume from")
-        cfg = RunConfig.load(run_dir / ck.CONFIG)
-        for k, v in train_overrides.items():  # a resumed run may be given more steps, etc.
-            if k in ("max_steps", "patience", "val_every", "log_every"):
-                setattr(cfg.train, k, v)
+        cfg = ck.load_config(run_dir) if (run_dir / ck.CONFIG).is_file() else None
+        if cfg is None:
+            raise UserError(f"--resume: {run_dir} is not a run (no {ck.CONFIG})")
+        _check_resume(cfg, meta, data_dir, run_dir, preset, model_overrides, train_overrides)
+        state = ck.load_state(run_dir / ck.STATE) if has_state else None
+        for k in RESUMABLE:
+            if k in train_overrides:
+                setattr(cfg.train, k, train_overrides[k])
+        cfg = RunConfig(model=cfg.model, train=TrainConfig(**vars(cfg.train)), data=cfg.data)
+        if state is None:
+            print(f"note: {run_dir} has no checkpoint yet (killed before its first one): "
+                  "starting it from step 0", file=sys.stderr)
     else:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        # rank 0 decides (the other ranks see the files it is writing)
+        if rank == 0 and any(run_dir.iterdir()) and not _is_fresh_leftover(run_dir):
             raise UserError(f"{run_dir} already exists: pass --resume to continue it, "
                             "or choose another --out")
+        fresh = True
+        state = None
         overrides = dict(model_overrides or {})
+        preset = preset or "small"
         mcfg = model_config(preset, vocab_size=meta["vocab_size"], n_genres=len(meta["genres"]),
                             pad_id=meta["pad_id"], n_attr_classes=meta["attribute_classes"],
                             **overrides)
         tcfg = TrainConfig(preset=preset, **train_overrides)
-        attrs = json.loads((Path(data_dir) / "attributes.json").read_text())
+        attrs = json.loads((data_dir / "attributes.json").read_text())
         cfg = RunConfig(model=mcfg, train=tcfg, data={
-            "data_dir": str(Path(data_dir).resolve()), "genres": meta["genres"],
+            "data_dir": str(data_dir.resolve()), "genres": meta["genres"],
             "bpe": meta["bpe"], "attribute_edges": attrs["edges"], "vocab_size": meta["vocab_size"],
         })
+    del step
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend)
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(dev)
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(data_dir, run_dir, cfg, dev, quiet)  # reads the data: may refuse it
+    if state is not None:
+        try:
+            trainer.load(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{run_dir / ck.STATE} does not fit this run's {ck.CONFIG} "
+                            f"({type(e).__name__}): delete the run folder to start over") from None
+    if rank == 0:  # every check passed: now write
+        if fresh:
+            for name in (METRICS, "loss.png", "summary.json", ck.JOURNAL):
+                (run_dir / name).unlink(missing_ok=True)
+            tok = (data_dir / "tokenizer.json").read_bytes()
+            ck.atomic_write(run_dir / "tokenizer.json", lambda tmp: Path(tmp).write_bytes(tok))
         ck.save_config(cfg, run_dir)
-        (run_dir / "tokenizer.json").write_bytes((Path(data_dir) / "tokenizer.json").read_bytes())
-
-    trainer = Trainer(data_dir, run_dir, cfg, dev, quiet)
-    if resume:
-        trainer.load(ck.load_state(run_dir / ck.STATE))
+    if state is not None:
         trainer.rewrite_metrics()
+    elif resume and rank == 0:
+        (run_dir / METRICS).unlink(missing_ok=True)
     trainer.log(f"mtvae {cfg.train.preset}: {trainer.model.num_parameters() / 1e6:.2f}M parameters, "
                 f"{len(trainer.train_store)} train songs, device {dev}, world {world}, "
                 f"step {trainer.step}/{cfg.train.max_steps}")
@@ -358,6 +449,5 @@ def train(data_dir, run_dir, preset: str = "small", resume: bool = False, device
         dist.destroy_process_group()
     if rank == 0:
         summary["config"] = asdict(cfg.train)
-        text = json.dumps(summary, indent=2)
-        ck.atomic_write(run_dir / "summary.json", lambda tmp: Path(tmp).write_text(text))
+        ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import warnings
@@ -27,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import validate as V
+from ..checkpoint import FolderLock
 from ..errors import UserError
 from . import tokens as T
+from .midi import DEFAULT_LIMITS, Limits, MidiRejected, read_bytes, read_midi
 from .sources import SourceItem, list_source, materialize, read_labels
 
 FORMAT_VERSION = 1
@@ -36,7 +40,8 @@ SPLITS = ("train", "valid", "test")
 UNKNOWN_GENRE = "unknown"
 # What the cache depends on besides the file: change any of it and old entries are not reused.
 CACHE_KEY = hashlib.sha1(
-    repr([sorted(T.TOKENIZER_PARAMS.items()), T.POS_PER_BEAT, T.SUBBEATS_PER_BEAT, 1]).encode()
+    repr([sorted(T.TOKENIZER_PARAMS.items()), T.POS_PER_BEAT, T.SUBBEATS_PER_BEAT, 1,
+          DEFAULT_LIMITS.key()]).encode()
 ).hexdigest()[:12]
 
 
@@ -50,36 +55,43 @@ def split_of(content_hash: str) -> str:
 
 _TOKENIZER = None
 _TABLES = None
+_LIMITS = DEFAULT_LIMITS
 
 
-def _init_worker() -> None:
-    global _TOKENIZER, _TABLES
+def _init_worker(limits: Limits = DEFAULT_LIMITS, quiet_stderr: bool = False) -> None:
+    global _TOKENIZER, _TABLES, _LIMITS
     warnings.filterwarnings("ignore")  # miditok/music21 chatter would break the progress bar
     _TOKENIZER = T.make_tokenizer()
     _TABLES = T.TokenTables(_TOKENIZER)
+    _LIMITS = limits
+    if quiet_stderr:
+        import signal
+        import sys
+
+        # a worker process: Ctrl-C is the parent's to handle, and if the parent dies the
+        # worker's failing result pipe must not print a traceback (the parent reports)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
 
 
 def _inspect(item: SourceItem) -> dict:
-    """Hash and parse one file. Never raises: errors come back as a reason."""
-    import symusic
-
+    """Hash and read one file through the MIDI reader. Never raises: errors come back as a
+    reason (the reader's text, the one every command gives for the same file)."""
     try:
         path = materialize(item)
-        data = path.read_bytes()
-    except Exception as e:  # noqa: BLE001 - any failure to read or convert skips the file
-        return {"error": f"cannot read: {type(e).__name__}: {e}".strip()}
-    if not data:
-        return {"error": "empty file"}
-    digest = hashlib.sha1(data).hexdigest()
+    except Exception as e:  # noqa: BLE001 - any failure to convert skips the file
+        return {"error": f"cannot convert: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
     try:
-        score = symusic.Score.from_midi(data)
-    except Exception as e:  # noqa: BLE001 - symusic raises plain RuntimeError/ValueError
-        return {"error": f"not valid MIDI: {e}".strip(), "hash": digest}
-    tracks = [t for t in score.tracks if t.note_num() > 0]
-    if not tracks:
-        return {"error": "no notes", "hash": digest}
+        data = read_bytes(path, _LIMITS, item.name)
+        digest = hashlib.sha1(data).hexdigest()
+        read = read_midi(data, _LIMITS, item.name)
+    except MidiRejected as e:
+        return {"error": e.reason, "too_long": e.kind == "length"}
+    except Exception as e:  # noqa: BLE001 - a reader bug must not stop the whole run
+        return {"error": f"cannot read: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
+    tracks = [t for t in read.score.tracks if t.note_num() > 0]
     programs = sorted({-1 if t.is_drum else int(t.program) for t in tracks})
-    return {"hash": digest, "programs": programs}
+    return {"hash": digest, "programs": programs, "bars": read.bars, "trimmed": read.trimmed_bars}
 
 
 def _cache_path(cache_dir: Path, digest: str) -> Path:
@@ -99,36 +111,45 @@ def _tokenize(job: tuple[SourceItem, str, str]) -> dict:
         except Exception:  # noqa: BLE001 - a damaged cache entry is rebuilt
             pass
     try:
-        score = symusic.Score.from_midi(Path(item.path).read_bytes())
+        score = read_midi(Path(item.path), _LIMITS, item.name).score
         song = T.encode_score(score, _TOKENIZER, _TABLES)
+    except MidiRejected as e:  # the file changed since it was inspected
+        return {"error": e.reason}
     except Exception as e:  # noqa: BLE001
-        return {"error": f"tokenizer failed: {type(e).__name__}: {e}"}
+        return {"error": f"tokenizer failed: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
     if len(song.bar_starts) == 0 or len(song.ids) == 0:
         return {"error": "no notes in the tokenizer's pitch range"}
     out = {"ids": song.ids, "bar_starts": song.bar_starts, "rhythm": song.rhythm,
            "polyphony": song.polyphony}
-    cpath.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cpath.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **out)
-    os.replace(tmp, cpath)
+    tmp = None
+    try:  # the cache only saves time: a full disk here is reported when DATA_DIR is written
+        cpath.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cpath.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **out)
+        os.replace(tmp, cpath)
+    except OSError:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
     return out | {"cached": False}
 
 
-def _run_pool(fn, jobs: list, workers: int, desc: str, progress: bool) -> list:
+def _run_pool(fn, jobs: list, workers: int, desc: str, progress: bool,
+              limits: Limits = DEFAULT_LIMITS) -> list:
     """Map ``fn`` over ``jobs`` on ``workers`` processes with one progress bar; keeps order."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(jobs), desc=desc, unit="file", disable=not progress, leave=False)
     results: list = [None] * len(jobs)
     if workers <= 1 or len(jobs) < 8:
-        _init_worker()
+        _init_worker(limits)
         for i, job in enumerate(jobs):
             results[i] = fn(job)
             bar.update()
     else:
         # fork: workers inherit the imported modules, so they start in milliseconds
-        with get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+        with get_context("fork").Pool(workers, initializer=_init_worker,
+                                      initargs=(limits, True)) as pool:
             chunk = max(1, min(16, len(jobs) // (workers * 8)))
             for i, res in pool.imap_unordered(_indexed(fn), enumerate(jobs), chunksize=chunk):
                 results[i] = res
@@ -162,23 +183,33 @@ def prepare(
     workers: int | None = None,
     bpe_vocab: int | None = None,
     progress: bool = True,
+    max_bars: int = DEFAULT_LIMITS.max_bars,
 ) -> dict:
     """Build a DATA_DIR from MIDI sources; return the report (also written to report.json).
 
     Raises ``UserError`` for bad input (missing source, malformed labels, a genre that matches
-    nothing, ...). Corrupt or empty files are skipped and listed in the report.
+    nothing, ...). Corrupt, empty, too long or unreadable files are skipped and listed in the
+    report with the MIDI reader's reason. One ``prepare`` at a time may write a DATA_DIR (a
+    second one is refused); a run that fails or is interrupted leaves the previous DATA_DIR
+    (or, for a new one, nothing) behind.
     """
     if isinstance(sources, str):
         sources = [sources]
     if not sources:
         raise UserError("no source given")
+    if not all(isinstance(x, str) and x for x in sources):
+        raise UserError("SOURCE must be a folder, lakh:PATH or music21:NAME")
     for p in programs or []:
-        if not 0 <= p <= 127:
-            raise UserError(f"--program {p}: General MIDI programs are 0..127")
-    if per_genre is not None and per_genre < 1:
-        raise UserError("--per-genre must be at least 1")
-    if max_files is not None and max_files < 1:
-        raise UserError("--max-files must be at least 1")
+        V.integer("program", p, 0, 127)
+    V.integer("per_genre", per_genre, 1, 10**9, allow_none=True)
+    V.integer("max_files", max_files, 1, 10**9, allow_none=True)
+    V.integer("seed", seed, 0, 2**63 - 1)
+    V.integer("workers", workers, 1, 1024, allow_none=True)
+    V.integer("bpe_vocab", bpe_vocab, 1, 2**16, allow_none=True)
+    limits = Limits(max_bars=V.integer("max_bars", max_bars, 1, 100_000))
+    if bpe_vocab is not None and bpe_vocab <= len(T.make_tokenizer().vocab):
+        raise UserError(f"--bpe-vocab {bpe_vocab}: must exceed the base vocabulary "
+                        f"({len(T.make_tokenizer().vocab)} tokens)")
     workers = workers or os.cpu_count() or 1
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -188,6 +219,33 @@ def prepare(
     items: list[SourceItem] = []
     for spec in sources:
         items.extend(list_source(spec, label_map))
+
+    created = not out.exists()
+    V.out_dir(out)
+    try:
+        with FolderLock(out, "prepare"):
+            _clean_stale(out)
+            report = _prepare_locked(items, sources, out, genres, programs, per_genre, seed,
+                                     max_files, workers, bpe_vocab, progress, limits)
+    except BaseException:
+        if created:  # a new DATA_DIR that did not come about: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return report
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove what killed runs left: staging folders and temporary files (under the lock)."""
+    for stage in out.glob(".staging-*"):
+        shutil.rmtree(stage, ignore_errors=True)
+    (out / ".meta.json.tmp").unlink(missing_ok=True)
+    if (out / "cache").is_dir():
+        for tmp in (out / "cache").rglob("*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _prepare_locked(items, sources, out: Path, genres, programs, per_genre, seed, max_files,
+                    workers, bpe_vocab, progress, limits: Limits) -> dict:
     report: dict = {"sources": sources, "found": len(items)}
 
     # genre filter: needs only the listing
@@ -207,17 +265,19 @@ def prepare(
         report["filtered_max_files"] = len(items) - max_files
         items = sorted(random.Random(seed).sample(items, max_files), key=lambda i: (i.source, i.rel))
 
-    out.mkdir(parents=True, exist_ok=True)
     cache_dir = out / "cache" / CACHE_KEY
     skipped: list[dict] = []
 
-    info = _run_pool(_inspect, items, workers, "inspect", progress)
+    info = _run_pool(_inspect, items, workers, "inspect", progress, limits)
     alive = []
+    too_long = 0
     for item, res in zip(items, info):
         if "error" in res:
             skipped.append({"path": item.name, "reason": res["error"]})
+            too_long += bool(res.get("too_long"))
         else:
             alive.append((item, res))
+    report["length_filter"] = {"max_bars": limits.max_bars, "skipped_too_long": too_long}
 
     if programs:
         want = set(programs)
@@ -241,13 +301,18 @@ def prepare(
         alive = kept
 
     jobs = [(item, res["hash"], str(cache_dir)) for item, res in alive]
-    encoded = _run_pool(_tokenize, jobs, workers, "tokenize", progress)
+    encoded = _run_pool(_tokenize, jobs, workers, "tokenize", progress, limits)
     songs = []
     for (item, res), enc in zip(alive, encoded):
         if "error" in enc:
             skipped.append({"path": item.name, "reason": enc["error"]})
         else:
             songs.append((item, res, enc))
+    report["empty_bars"] = {
+        "max_empty_bars": limits.max_empty_bars,
+        "songs_trimmed": sum(1 for _, r, _ in songs if r["trimmed"]),
+        "bars_removed": int(sum(r["trimmed"] for _, r, _ in songs)),
+    }
     report["skipped"] = skipped
     report["kept"] = len(songs)
     report["reused_from_cache"] = sum(1 for *_, e in songs if e.get("cached"))
@@ -279,7 +344,7 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
         "polyphony": T.attribute_edges(np.concatenate([e["polyphony"] for *_, e in train])),
     }
 
-    if bpe_vocab:
+    if bpe_vocab:  # checked before any work: see prepare()
         base = len(tokenizer.vocab)
         if bpe_vocab <= base:
             raise UserError(f"--bpe-vocab must exceed the base vocabulary ({base} tokens)")
@@ -306,7 +371,7 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
                 poly.append(T.attribute_classes(enc["polyphony"], edges["polyphony"]))
                 genre_ids.append(genre_index[item.genre or UNKNOWN_GENRE])
                 manifest_rows.append({
-                    "source": item.source, "path": item.rel, "file": item.path,
+                    "source": item.source, "path": item.rel, "file": os.path.abspath(item.path),
                     "hash": res["hash"], "genre": item.genre or "",
                     "programs": " ".join(map(str, res["programs"])), "split": s,
                     "tokens": len(ids), "bars": len(starts),
@@ -378,8 +443,12 @@ def summarize(report: dict) -> str:
             lines.append(f"  {key.replace('_', ' ')}: {report[key]}")
     if report.get("skipped"):
         lines.append(f"  skipped {len(report['skipped'])}:")
-        reasons = Counter(s["reason"].split(":")[0] for s in report["skipped"])
+        reasons = Counter(re.sub(r"\d+", "N", s["reason"].split(":")[0]) for s in report["skipped"])
         lines += [f"    {n} × {r}" for r, n in reasons.most_common()]
+    eb = report.get("empty_bars", {})
+    if eb.get("songs_trimmed"):
+        lines.append(f"  trimmed {eb['bars_removed']} silent bars from {eb['songs_trimmed']} songs "
+                     f"(runs of more than {eb['max_empty_bars']} empty bars, leading silence)")
     for s, d in report.get("splits", {}).items():
         lines.append(f"  {s:5s}: {d['songs']:6d} songs {d['tokens']:10d} tokens {d['bars']:8d} bars")
     return "\n".join(lines)

@@ -146,9 +146,9 @@ def list_source(spec: str, labels: Labels | None = None) -> list[SourceItem]:
         raise UserError(f"source not found: {root_str}")
     if not root.is_dir():
         raise UserError(f"source is not a folder: {root_str}")
-    files = sorted(
-        f for f in root.rglob("*") if f.suffix.lower() in MIDI_SUFFIXES and f.is_file()
-    )
+    # everything named like MIDI, including what is not a regular file (a folder, a broken
+    # link, a FIFO): the reader names those as skipped instead of silently passing them by
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in MIDI_SUFFIXES)
     if not files:
         raise UserError(f"no .mid/.midi files under {root_str}")
     lakh = spec.startswith("lakh:")
@@ -227,12 +227,27 @@ def materialize(item: SourceItem) -> Path:
     path = Path(item.path)
     if item.music21 is None or path.exists():
         return path
-    from music21 import converter
-
     src, number = item.music21
-    score = converter.parse(src, number=number) if number is not None else converter.parse(src)
+    score = _music21_parse(src, number)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     score.write("midi", fp=str(tmp))
     os.replace(tmp, path)  # atomic: a killed conversion never leaves a truncated file
     return path
+
+
+def _music21_parse(src: str, number: int | None):
+    """Parse a corpus file with music21 without its pickle cache: nothing is unpickled.
+
+    By default music21's ``parseFile`` looks in its scratch folder (``<tempdir>/music21``
+    unless the user set one: shared and world-writable) for ``m21-<version>-py<X.Y>-<md5 of the
+    path>[-<number>].p.gz`` and, when that file is newer than the source, unpickles it instead
+    of parsing the source; otherwise it parses the source and writes that pickle. Anyone who
+    can write to the temp folder could plant one and run code in ``prepare``.
+    ``forceSource=True`` skips both the read and the write (the scratch folder is not looked
+    into); ``storePickle=False`` forbids the write on its own as well. ``parseFile``, not
+    ``parse``: ``parse`` guesses from the string whether it is a path, a URL or data, and
+    drops ``forceSource`` for (path, number) pairs."""
+    from music21 import converter
+
+    return converter.parseFile(src, number=number, forceSource=True, storePickle=False)

@@ -17,6 +17,7 @@ Both become 8 classes through quantile edges computed on the train split.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,39 +57,70 @@ class EncodedSong:
     polyphony: np.ndarray  # float32 per bar, mean notes sounding at an onset
 
 
-class TokenTables:
-    """Per-id lookup arrays so the attribute pass is a loop over ints, not strings."""
+# ----------------------------------------------------------------------------- vocabulary
 
-    KIND_OTHER, KIND_BAR, KIND_TIMESIG, KIND_POSITION, KIND_PITCH, KIND_DURATION = range(6)
+# token kinds, the one list every module uses (the grammar, the attributes, augmentation)
+OTHER, BAR, TIMESIG, POSITION, TEMPO, PROGRAM, PITCH, PITCHDRUM, VELOCITY, DURATION = range(10)
+NUM_KINDS = 10
+KINDS = {"Bar": BAR, "TimeSig": TIMESIG, "Position": POSITION, "Tempo": TEMPO,
+         "Program": PROGRAM, "Pitch": PITCH, "PitchDrum": PITCHDRUM, "Velocity": VELOCITY,
+         "Duration": DURATION}
 
-    def __init__(self, tokenizer: REMI):
-        n = len(tokenizer.vocab)
-        self.kind = np.zeros(n, dtype=np.int8)
-        self.value = np.zeros(n, dtype=np.int32)
-        for tok, i in tokenizer.vocab.items():
+
+class Vocab:
+    """Every token of a REMI+ base vocabulary parsed once, as arrays indexed by token id.
+
+    The single place where token strings (``TimeSig_3/4``, ``Duration_1.2.8`` ...) are read;
+    the attribute pass, the generation grammar and augmentation all use these arrays.
+
+    * ``kind[id]``: one of the kinds above (``OTHER`` for special tokens such as ``PAD``);
+    * ``value[id]``: ``TimeSig`` positions per bar (numerator × ``POS_PER_BEAT``),
+      ``Position`` the position in the bar, ``Program`` the program (-1: drums),
+      ``Pitch`` / ``PitchDrum`` the MIDI pitch, ``Velocity`` the velocity, ``Duration`` the
+      length in positions; 0 for other kinds;
+    * ``tempo[id]``: a ``Tempo`` token's quarter notes per minute (0.0 for other kinds);
+    * ``kind_list`` / ``value_list``: the same as Python lists, for per-token loops.
+
+    Built from a ``{token: id}`` dict or from a tokenizer (its base vocabulary).
+    """
+
+    def __init__(self, vocab: Mapping[str, int] | REMI):
+        if not isinstance(vocab, Mapping):
+            vocab = vocab.vocab  # a tokenizer: its base vocabulary
+        n = max(vocab.values()) + 1
+        self.kind = np.full(n, OTHER, dtype=np.int64)
+        self.value = np.zeros(n, dtype=np.int64)
+        self.tempo = np.zeros(n, dtype=np.float64)
+        for tok, i in vocab.items():
             name, _, val = tok.partition("_")
-            if name == "Bar":
-                self.kind[i] = self.KIND_BAR
-            elif name == "TimeSig":
-                self.kind[i] = self.KIND_TIMESIG
-                self.value[i] = int(val.split("/")[0]) * POS_PER_BEAT  # positions per bar
-            elif name == "Position":
-                self.kind[i] = self.KIND_POSITION
+            k = KINDS.get(name, OTHER)
+            self.kind[i] = k
+            if k == TIMESIG:
+                self.value[i] = int(val.split("/")[0]) * POS_PER_BEAT
+            elif k in (POSITION, PROGRAM, PITCH, PITCHDRUM, VELOCITY):
                 self.value[i] = int(val)
-            elif name in ("Pitch", "PitchDrum"):
-                self.kind[i] = self.KIND_PITCH
-            elif name == "Duration":
+            elif k == DURATION:
                 beats, frac, res = (int(x) for x in val.split("."))
-                self.kind[i] = self.KIND_DURATION
                 self.value[i] = round((beats + frac / res) * POS_PER_BEAT)
+            elif k == TEMPO:
+                self.tempo[i] = float(val)
         self.kind_list = self.kind.tolist()
         self.value_list = self.value.tolist()
 
+    def __len__(self) -> int:
+        return len(self.kind)
 
-def bar_attributes(ids, tables: TokenTables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ids(self, kind: int) -> np.ndarray:
+        """Ids of every token of one kind, ascending."""
+        return np.nonzero(self.kind == kind)[0]
+
+
+TokenTables = Vocab  # the name the attribute pass and its callers know it by
+
+
+def bar_attributes(ids, tables: Vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bar starts, rhythmic intensity and polyphony of a base-id sequence."""
     kind, value = tables.kind_list, tables.value_list
-    K = TokenTables
     bar_starts: list[int] = []
     bar_len: list[int] = []  # positions per bar
     onsets: list[list[tuple[int, int]]] = []  # per bar: (global position, duration)
@@ -97,20 +129,20 @@ def bar_attributes(ids, tables: TokenTables) -> tuple[np.ndarray, np.ndarray, np
     pending = False  # a Pitch was seen; its Duration is still to come
     for i, t in enumerate(ids):
         k = kind[t]
-        if k == K.KIND_BAR:
+        if k == BAR:
             if bar_starts:
                 bar_origin += bar_len[-1]
             bar_starts.append(i)
             bar_len.append(4 * POS_PER_BEAT)  # 4/4 until a TimeSig says otherwise
             onsets.append([])
             pos = 0
-        elif k == K.KIND_TIMESIG and bar_starts:
+        elif k == TIMESIG and bar_starts:
             bar_len[-1] = value[t]
-        elif k == K.KIND_POSITION:
+        elif k == POSITION:
             pos = value[t]
-        elif k == K.KIND_PITCH:
+        elif k == PITCH or k == PITCHDRUM:
             pending = True
-        elif k == K.KIND_DURATION and pending and bar_starts:
+        elif k == DURATION and pending and bar_starts:
             onsets[-1].append((bar_origin + pos, max(value[t], 1)))
             pending = False
 
@@ -133,7 +165,7 @@ def bar_attributes(ids, tables: TokenTables) -> tuple[np.ndarray, np.ndarray, np
     return np.asarray(bar_starts, dtype=np.int32), rhythm, poly
 
 
-def encode_score(score: symusic.Score, tokenizer: REMI, tables: TokenTables) -> EncodedSong:
+def encode_score(score: symusic.Score, tokenizer: REMI, tables: Vocab) -> EncodedSong:
     """Encode a score with the base vocabulary (no BPE) and compute its bar data."""
     seq = tokenizer.encode(score)
     if isinstance(seq, list):  # never with one_token_stream, but be explicit

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from .dataset import SongStore
+from .tokens import PITCH, TEMPO, Vocab
 
 
 @dataclass
@@ -39,18 +40,14 @@ class Augmenter:
     """Token-level transposition (``Pitch_`` tokens only: drums use ``PitchDrum_``) and
     tempo jitter (every ``Tempo_`` token moved by one class)."""
 
-    def __init__(self, vocab: dict[str, int], transpose: int, tempo_jitter: float):
-        n = max(vocab.values()) + 1
+    def __init__(self, vocab: dict[str, int] | Vocab, transpose: int, tempo_jitter: float):
+        v = vocab if isinstance(vocab, Vocab) else Vocab(vocab)
+        n = len(v)
         self.transpose = transpose
         self.tempo_jitter = tempo_jitter
-        self.pitch = np.full(n, -1, dtype=np.int32)
-        pitch_id, tempo_ids = {}, []
-        for tok, i in vocab.items():
-            if tok.startswith("Pitch_"):
-                self.pitch[i] = int(tok[6:])
-                pitch_id[int(tok[6:])] = i
-            elif tok.startswith("Tempo_"):
-                tempo_ids.append((float(tok[6:]), i))
+        is_pitch = v.kind == PITCH
+        self.pitch = np.where(is_pitch, v.value, -1).astype(np.int32)
+        pitch_id = {int(v.value[i]): int(i) for i in np.nonzero(is_pitch)[0]}
         self.lo, self.hi = min(pitch_id), max(pitch_id)
         self.shift_table = {}
         for k in range(-transpose, transpose + 1):
@@ -58,7 +55,7 @@ class Augmenter:
             for p, i in pitch_id.items():
                 t[i] = pitch_id.get(p + k, -1)
             self.shift_table[k] = t
-        tempo_ids.sort()
+        tempo_ids = sorted((float(v.tempo[i]), int(i)) for i in v.ids(TEMPO))  # slowest first
         self.tempo_step = {}
         for d in (-1, 1):
             t = np.arange(n, dtype=np.int32)
