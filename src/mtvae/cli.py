@@ -163,24 +163,27 @@ def _transfer(args) -> int:
 def _render(args) -> int:
     from pathlib import Path
 
-    import symusic
-
-    from .render import piano_roll, write_wav
+    from . import validate as V
+    from .data.midi import Limits, read_midi
+    from .render import check_drawable, piano_roll, write_wav
 
     path = Path(args.input)
-    if not path.is_file():
-        raise UserError(f"MIDI file not found: {path}")
-    try:
-        score = symusic.Score.from_midi(path.read_bytes())
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"{path} is not valid MIDI: {e}") from None
     wav = args.wav or (None if args.png else f"{path.stem}.wav")
     png = args.png or (None if args.wav else f"{path.stem}.png")
+    wav = wav and V.out_file(wav, "wav")
+    png = png and V.out_file(png, "png")
+    limits = Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000))
+    read = read_midi(path, limits)
+    if read.trimmed_bars:
+        print(f"note: {read.trimmed_bars} silent bars were left out (runs of more than "
+              f"{limits.max_empty_bars} empty bars, and silence before the first note)",
+              file=sys.stderr)
+    check_drawable(read.score, wav=bool(wav))
     if png:
-        piano_roll(score, png, title=path.name)
+        piano_roll(read.score, png, title=path.name)
         print(png)
     if wav:
-        write_wav(score, wav)
+        write_wav(read.score, wav)
         print(wav)
     return 0
 

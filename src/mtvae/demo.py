@@ -21,7 +21,11 @@ def run_demo(out: str | Path, minutes: float = 5.0, source: str = "music21:bach"
     from .render import render
     from .train import train
 
-    out = Path(out)
+    from . import validate as V
+
+    V.number("minutes", minutes, 0.0, 10**6, lo_open=True)
+    V.integer("max_files", max_files, 1, 10**9, allow_none=True)
+    out = V.out_dir(out)
     data, run = out / "data", out / "run"
     print(f"== prepare {source}")
     print(summarize(prepare([source], data, max_files=max_files, seed=seed)))

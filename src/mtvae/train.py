@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -360,6 +361,8 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
         raise UserError(f"--out {run_dir} exists and is not a folder")
     if resume and not (run_dir / ck.CONFIG).is_file():
         raise UserError(f"--resume: {run_dir} is not a run (no {ck.CONFIG})")
+    TrainConfig(preset=preset or "small", **train_overrides)  # every value checked up front
+    created = not run_dir.exists()
     if rank == 0:
         V.out_dir(run_dir)
     lock = ck.FolderLock(run_dir, "train") if rank == 0 else None
@@ -368,6 +371,10 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
     try:
         return _train_locked(meta, data_dir, run_dir, preset, resume, dev, quiet, max_minutes,
                              model_overrides, train_overrides, world, rank)
+    except BaseException:
+        if created and rank == 0 and {p.name for p in run_dir.iterdir()} <= {".lock"}:
+            shutil.rmtree(run_dir, ignore_errors=True)  # refused before writing: leave nothing
+        raise
     finally:
         if lock:
             lock.__exit__()
