@@ -43,14 +43,44 @@ def _fsync(path: str | Path) -> None:
         os.close(fd)
 
 
+def write_failure(path: str | Path, exc: BaseException) -> OSError:
+    """The one error a failed write becomes. Writers report a full disk in many ways (numpy:
+    an OSError without errno; torch and safetensors: RuntimeError), so the disk is asked."""
+    import errno
+    import resource
+
+    code = getattr(exc, "errno", None)
+    full = code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    try:
+        st = os.statvfs(Path(path).parent)
+        full = full or st.f_bavail * st.f_frsize < 64 * 2**20
+    except OSError:
+        pass
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    full = full or limit != resource.RLIM_INFINITY  # a file-size limit acts like a full disk
+    if full:
+        return OSError(errno.ENOSPC, "disk full", str(path))
+    return OSError(code or errno.EIO, f"cannot write ({type(exc).__name__}: "
+                                      f"{' '.join(str(exc).split())[:120]})", str(path))
+
+
+def _guarded(path, write, tmp) -> None:
+    try:
+        write(str(tmp))
+        _fsync(tmp)
+    except (KeyboardInterrupt, SystemExit, UserError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - see write_failure
+        raise write_failure(path, e) from e
+
+
 def atomic_write(path: str | Path, write) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``; nothing is left behind on failure."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
-        _fsync(tmp)
+        _guarded(path, write, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,8 +102,7 @@ def commit(run_dir: str | Path, files: dict, step: int) -> None:
         for name, write in files.items():
             tmp = run_dir / f".{name}.{step}{PENDING}"
             pending[name] = tmp.name
-            write(str(tmp))
-            _fsync(tmp)
+            _guarded(run_dir / name, write, tmp)
         write_text(run_dir / JOURNAL, json.dumps({"step": step, "pending": pending}))
     except BaseException:
         for tmp in pending.values():
@@ -112,8 +141,9 @@ def recover(run_dir: str | Path) -> int | None:
 
 
 class FolderLock:
-    """An exclusive lock on a RUN_DIR or DATA_DIR for one writer (``flock`` on ``.lock``);
-    the kernel releases it when the process ends, however it ends."""
+    """An exclusive lock on a RUN_DIR or DATA_DIR for one writer (a POSIX lock on ``.lock``);
+    the kernel releases it when the process ends, however it ends. POSIX locks belong to the
+    process, so forked workers do not hold it after their parent died."""
 
     def __init__(self, folder: str | Path, what: str):
         self.path, self.what, self.fd = Path(folder) / ".lock", what, None
@@ -123,7 +153,7 @@ class FolderLock:
 
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.fd)
             self.fd = None

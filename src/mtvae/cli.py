@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         what = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else (
-            e.strerror or type(e).__name__)
+            e.strerror or " ".join(str(e).split())[:160] or type(e).__name__)
         _say(f"{where}: error: {what}{f': {e.filename}' if e.filename else ''}")
         return 1
     except MemoryError:

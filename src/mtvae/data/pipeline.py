@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import validate as V
-from ..checkpoint import FolderLock
+from ..checkpoint import FolderLock, write_failure
 from ..errors import UserError
 from . import tokens as T
 from .midi import DEFAULT_LIMITS, Limits, MidiRejected, read_bytes, read_midi
@@ -220,7 +220,13 @@ def prepare(
     for spec in sources:
         items.extend(list_source(spec, label_map))
 
-    created = not out.exists()
+    try:  # atomic: of two runs racing to create it, exactly one "created" it
+        out.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
     V.out_dir(out)
     try:
         with FolderLock(out, "prepare"):
@@ -412,6 +418,10 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
         tmp = out / ".meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         os.replace(tmp, out / "meta.json")
+    except (KeyboardInterrupt, SystemExit, UserError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - numpy reports a full disk without an errno
+        raise write_failure(out, e) from e
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
