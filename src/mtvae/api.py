@@ -12,7 +12,7 @@ score.dump_midi("out.mid")
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +38,20 @@ class EncodedInput:
     bar_starts: np.ndarray
     rhythm: np.ndarray  # classes per bar
     polyphony: np.ndarray
+    timesigs: np.ndarray  # the TimeSig token of each bar
 
     def first_bars(self, n: int | None) -> EncodedInput:
         if n is None or n >= len(self.bar_starts):
             return self
         end = int(self.bar_starts[n])
-        return EncodedInput(self.ids[:end], self.bar_starts[:n], self.rhythm[:n], self.polyphony[:n])
+        return EncodedInput(self.ids[:end], self.bar_starts[:n], self.rhythm[:n], self.polyphony[:n],
+                            self.timesigs[:n])
+
+    def bars_from(self, first: int) -> EncodedInput:
+        """The bars from ``first`` on (bar starts relative to the new first token)."""
+        a = int(self.bar_starts[first])
+        return EncodedInput(self.ids[a:], self.bar_starts[first:] - a, self.rhythm[first:],
+                            self.polyphony[first:], self.timesigs[first:])
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -80,6 +88,8 @@ class MusicVAE:
             raise UserError(f"{run_dir} has no trained weights ({ck.CONFIG} and {weights}): "
                             "train it first with 'mtvae train'")
         cfg = RunConfig.load(run_dir / ck.CONFIG)
+        # songs are re-barred as the training data was (older runs: declared meters kept)
+        limits = replace(limits, meter=cfg.data.get("meter", "keep"))
         if cfg.data.get("bpe"):
             raise UserError("this run was trained on BPE tokens; generation needs a DATA_DIR "
                             "prepared without --bpe-vocab")
@@ -121,9 +131,34 @@ class MusicVAE:
         if len(enc.bar_starts) == 0 or not np.any((kinds == PITCH) | (kinds == PITCHDRUM)):
             raise UserError(f"{name}: no notes in the tokenizer's pitch range")
         edges = self.config.data["attribute_edges"]
-        return EncodedInput(enc.ids.astype(np.int64), enc.bar_starts,
+        ids = enc.ids.astype(np.int64)
+        ts = ids[np.minimum(enc.bar_starts.astype(np.int64) + 1, len(ids) - 1)]
+        ts = np.where(self.grammar.kind[ts] == T.TIMESIG, ts, self.timesig_id("4/4"))
+        return EncodedInput(ids, enc.bar_starts,
                             T.attribute_classes(enc.rhythm, edges["rhythm"]).astype(np.int64),
-                            T.attribute_classes(enc.polyphony, edges["polyphony"]).astype(np.int64))
+                            T.attribute_classes(enc.polyphony, edges["polyphony"]).astype(np.int64),
+                            ts)
+
+    # ------------------------------------------------------------------ meters
+    @property
+    def meters(self) -> list[str]:
+        """The meters this model writes (``TimeSig`` tokens of its vocabulary), as "N/D"."""
+        return [t.split("_", 1)[1] for t in self.tokenizer.vocab if t.startswith("TimeSig_")]
+
+    def timesig_id(self, meter: str) -> int:
+        tok = self.tokenizer.vocab.get(f"TimeSig_{meter}") if isinstance(meter, str) else None
+        if tok is None:
+            raise UserError(f"--meter {meter!r}: choose a meter such as 4/4, 3/4 or 6/8 "
+                            f"({len(self.meters)} known)")
+        return int(tok)
+
+    def default_meter(self) -> str:
+        """The train split's most common meter (4/4 for runs that did not record it)."""
+        meters = self.config.data.get("meters") or {}
+        for name in meters:
+            if name.startswith("TimeSig_") and name in self.tokenizer.vocab:
+                return name.split("_", 1)[1]
+        return "4/4"
 
     def encode(self, song: Song, bars: int | None = None) -> torch.Tensor:
         """Posterior means of the bar latents: [n_bars, d_latent]."""
@@ -210,9 +245,11 @@ class MusicVAE:
 
     def sample(self, bars: int = 16, n: int = 1, genre: str | None = None, rhythm=None,
                polyphony=None, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None):
-        """New pieces from the prior. Returns a Score (n=1) or a list of n Scores."""
+               top_p: float | None = None, seed: int | None = None, meter: str | None = None):
+        """New pieces from the prior, every bar in ``meter`` (default: the training data's
+        most common). Returns a Score (n=1) or a list of n Scores."""
         bars = V.bars(bars)
+        ts = self.timesig_id(meter if meter is not None else self.default_meter())
         n = V.integer("n", n, 1, V.MAX_PIECES)
         sampling = self._sampling(temperature, top_k, top_p)
         seed = self._seed(seed)
@@ -223,7 +260,7 @@ class MusicVAE:
             r = self._per_bar(rhythm, bars, rng, "rhythm")
             p = self._per_bar(polyphony, bars, rng, "polyphony")
             cond = self._cond(self._z_prior(bars, seed + i), r, p, g)
-            plans.append(Plan(cond, bars, seed=seed + i))
+            plans.append(Plan(cond, bars, seed=seed + i, timesigs=[ts]))
         scores = self._decode(plans, sampling)
         return scores[0] if n == 1 else scores
 
@@ -234,13 +271,15 @@ class MusicVAE:
 
     def continue_(self, prompt: Song, bars: int = 8, genre: str | None = None, rhythm=None,
                   polyphony=None, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None, seed: int | None = None) -> symusic.Score:
+                  top_p: float | None = None, seed: int | None = None,
+                  meter: str | None = None) -> symusic.Score:
         """The prompt fills the memory, then ``bars`` new bars follow (prompt + continuation).
 
         The model reads the prompt's last whole bars covering ``prompt_context_tokens()`` (four
         times what its memories hold, so older bars could not change what it writes); the
-        output holds the whole prompt."""
+        output holds the whole prompt. New bars keep the prompt's last meter unless ``meter``."""
         bars = V.bars(bars)
+        ts = None if meter is None else self.timesig_id(meter)
         sampling = self._sampling(temperature, top_k, top_p)
         seed = self._seed(seed)
         g = self._genre(genre)
@@ -250,17 +289,20 @@ class MusicVAE:
                           "polyphony")
         full_ids = enc.ids.tolist()
         first = _tail_bar(enc.bar_starts, len(enc.ids), self.prompt_context_tokens())
-        tail = EncodedInput(enc.ids[enc.bar_starts[first]:], enc.bar_starts[first:] - enc.bar_starts[first],
-                            enc.rhythm[first:], enc.polyphony[first:])
+        tail = enc.bars_from(first)
+        ts = int(enc.timesigs[-1]) if ts is None else ts
         zp = self._own_latents(tail)
         z = None if zp is None else torch.cat([zp.cpu(), self._z_prior(bars, seed)])
         cond = self._cond(z, np.concatenate([tail.rhythm, r]), np.concatenate([tail.polyphony, p]), g)
-        plan = Plan(cond, bars, prompt=tail.ids.tolist(), seed=seed)
+        plan = Plan(cond, bars, prompt=tail.ids.tolist(), seed=seed, timesigs=[ts])
         return self._decode([plan], sampling, [full_ids])[0]
 
-    def _from_latents(self, z, rhythm, polyphony, genre: int, seed: int, sampling: Sampling):
+    def _from_latents(self, z, rhythm, polyphony, genre: int, seed: int, sampling: Sampling,
+                      timesigs=None):
+        """Decode one piece of ``len(rhythm)`` bars from its bar latents and attributes."""
         cond = self._cond(z, rhythm, polyphony, genre)
-        return self._decode([Plan(cond, len(rhythm), seed=seed)], sampling)[0]
+        ts = None if timesigs is None else [int(t) for t in timesigs]
+        return self._decode([Plan(cond, len(rhythm), seed=seed, timesigs=ts)], sampling)[0]
 
     def reconstruct(self, song: Song, bars: int | None = 16, genre: str | None = None,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -285,7 +327,7 @@ class MusicVAE:
         if len(enc.bar_starts) > V.MAX_GEN_BARS:
             enc = enc.first_bars(V.MAX_GEN_BARS)
         return self._from_latents(self._own_latents(enc), enc.rhythm + rs, enc.polyphony + ps,
-                                  g, seed, sampling)
+                                  g, seed, sampling, enc.timesigs)
 
     def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -308,7 +350,8 @@ class MusicVAE:
             z = slerp(za, zb, float(t))
             r = np.rint((1 - t) * ea.rhythm + t * eb.rhythm).astype(np.int64)
             p = np.rint((1 - t) * ea.polyphony + t * eb.polyphony).astype(np.int64)
-            out.append(self._from_latents(z, r, p, 0, seed, sampling))
+            out.append(self._from_latents(z, r, p, 0, seed, sampling,
+                                          ea.timesigs if t <= 0.5 else eb.timesigs))
         return out
 
     def token_accuracy(self, song: Song, bars: int | None = 16) -> float:

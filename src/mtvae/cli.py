@@ -25,7 +25,7 @@ def _prepare(args: argparse.Namespace) -> int:
         args.sources or [DEFAULT_SOURCE], args.out, labels=args.labels, genres=args.genre,
         programs=args.program, per_genre=args.per_genre, seed=args.seed,
         max_files=args.max_files, workers=args.workers, bpe_vocab=args.bpe_vocab,
-        progress=not args.quiet, max_bars=args.max_bars,
+        progress=not args.quiet, max_bars=args.max_bars, meter=args.meter,
     )
     for s in report["skipped"][:20]:
         print(f"warning: skipped {s['path']}: {s['reason']}", file=sys.stderr)
@@ -41,9 +41,15 @@ def _train(args: argparse.Namespace) -> int:
     from .train import train
 
     overrides = {k: getattr(args, k) for k in
-                 ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments")
+                 ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
+                  "beta_max", "beta_warmup_steps", "beta_cycle_steps", "free_bits",
+                  "word_dropout", "aux_weight")
                  if getattr(args, k) is not None}
     model = {}
+    if args.d_latent is not None:
+        from . import validate as V
+
+        model["d_latent"] = V.integer("d_latent", args.d_latent, 1, 4096)
     if args.no_vae:
         model["use_vae"] = False
     if args.no_memory:
@@ -121,7 +127,8 @@ def _sample(args) -> int:
     m = _load(args)
     _seed(args)
     pieces = m.sample(bars=args.bars, n=args.n, genre=args.genre, rhythm=args.rhythm,
-                      polyphony=args.polyphony, seed=args.seed, **_sampling(args))
+                      polyphony=args.polyphony, seed=args.seed, meter=args.meter,
+                      **_sampling(args))
     pieces = pieces if isinstance(pieces, list) else [pieces]
     return _write(args, m, pieces, [f"sample_{i + 1:02d}" for i in range(len(pieces))])
 
@@ -130,7 +137,7 @@ def _continue(args) -> int:
     m = _load(args)
     _seed(args)
     score = m.continue_(args.prompt, bars=args.bars, genre=args.genre, seed=args.seed,
-                        **_sampling(args))
+                        meter=args.meter, **_sampling(args))
     return _write(args, m, [score], ["continuation"])
 
 
@@ -266,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
     pp.add_argument("--bpe-vocab", type=int, metavar="N", help="train BPE to N tokens (train split)")
     pp.add_argument("--quiet", action="store_true", help="no progress bar")
+    pp.add_argument("--meter", default="auto", metavar="auto|4/4|keep",
+                    help="auto (default): re-bar songs that declare one-beat bars (1/4, or a "
+                    "switch to it) on the meter their notes imply; 4/4: re-bar every song in "
+                    "4/4 with the downbeat inferred; keep: the declared meters")
     _add_max_bars(pp)
     pp.set_defaults(func=_prepare)
 
@@ -284,6 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--val-every", type=int, metavar="N")
     pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
     pt.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    lat = pt.add_argument_group("latent (against posterior collapse; see docs/RESULTS.md)")
+    lat.add_argument("--beta-max", type=float, metavar="B", help="final weight of the KL term")
+    lat.add_argument("--beta-warmup-steps", type=int, metavar="N", help="linear β warm-up")
+    lat.add_argument("--beta-cycle-steps", type=int, metavar="N", help=">0: cyclic β annealing")
+    lat.add_argument("--free-bits", type=float, metavar="NATS", help="free nats per latent dim")
+    lat.add_argument("--word-dropout", type=float, metavar="P",
+                     help="share of decoder input tokens replaced by MASK")
+    lat.add_argument("--aux-weight", type=float, metavar="W",
+                     help="weight of the bag-of-notes loss (pitch classes, onsets) from z")
+    lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
     pt.add_argument("--no-vae", action="store_true", help="ablation: decoder alone")
     pt.add_argument("--no-memory", action="store_true", help="ablation: no memory at all")
     pt.add_argument("--no-compression", action="store_true",
@@ -299,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rhythm", type=int, metavar="CLASS", help="rhythm class of every bar (0-7)")
     g.add_argument("--polyphony", type=int, metavar="CLASS",
                    help="polyphony class of every bar (0-7)")
+    g.add_argument("--meter", metavar="N/D",
+                   help="meter of every bar (default: the training data's most common)")
     _add_sampling(g, "out/sample")
     g.set_defaults(func=_sample)
 
@@ -307,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt", metavar="PROMPT.mid")
     g.add_argument("--bars", type=int, default=8)
     g.add_argument("--genre")
+    g.add_argument("--meter", metavar="N/D", help="meter of the new bars (default: the prompt's last)")
     _add_sampling(g, "out/continue")
     g.set_defaults(func=_continue)
 

@@ -31,6 +31,7 @@ class ModelConfig:
     use_vae: bool = True
     use_memory: bool = True
     use_compression: bool = True
+    aux_head: bool = True  # a head that predicts each bar's pitch classes and onsets from z
 
     def __post_init__(self):
         from . import validate as V
@@ -98,6 +99,8 @@ class TrainConfig:
     transpose: int = 5  # random transposition in [-transpose, transpose] semitones
     tempo_jitter: float = 0.5  # probability to move tempo tokens by one class
     log_every: int = 10
+    word_dropout: float = 0.0  # share of the decoder's input tokens replaced by MASK
+    aux_weight: float = 0.0  # weight of the bag-of-notes loss from z (needs aux_head)
 
     def __post_init__(self):
         from . import validate as V
@@ -125,6 +128,8 @@ class TrainConfig:
         V.integer("transpose", self.transpose, 0, 24)
         V.number("tempo_jitter", self.tempo_jitter, 0.0, 1.0)
         V.integer("log_every", self.log_every, 1, 10**9)
+        V.number("word_dropout", self.word_dropout, 0.0, 0.9)
+        V.number("aux_weight", self.aux_weight, 0.0, 100.0)
 
 
 @dataclass
@@ -163,6 +168,11 @@ class RunConfig:
         return cls.from_json(text, str(path))
 
 
+# Fields added after runs were first saved, with the value that reproduces an older run that
+# lacks them; any other missing field is an error.
+ADDED_LATER = {"ModelConfig": {"aux_head": False},
+               "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0}}
+
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None))}
 
@@ -171,6 +181,7 @@ def _build(kind, values, where: str):
     if not isinstance(values, dict):
         raise UserError(f"{where}: expected an object")
     known = {f.name: f for f in fields(kind)}
+    values = ADDED_LATER.get(kind.__name__, {}) | values
     missing = sorted(set(known) - set(values))
     unknown = sorted(set(values) - set(known))
     if missing or unknown:

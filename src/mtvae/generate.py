@@ -5,7 +5,9 @@ memory are carried across segments. The grammar only lets well-formed REMI+ out
 (``Bar TimeSig (Position [Tempo] (Program Pitch Velocity Duration)+)*``, positions rising
 inside a bar and within the bar's length, drum pitches only on the drum program), and the
 loop stops exactly when the requested number of bars is complete; the last bar always holds
-at least one note, so the written MIDI has exactly that many bars.
+at least one note, so the written MIDI has exactly that many bars. A plan may fix each new
+bar's ``TimeSig`` token, so that a piece keeps one meter (or the bars of the song it
+re-decodes).
 """
 
 from __future__ import annotations
@@ -81,8 +83,14 @@ class Sampling:
     max_bar_tokens: int = 256  # a bar that grows longer is closed as soon as it may be
 
 
-def allowed(g: Grammar, st: SeqState, bars: int, sampling: Sampling) -> torch.Tensor:
-    """Bool mask [V] of the tokens the grammar allows next."""
+def allowed(g: Grammar, st: SeqState, bars: int, sampling: Sampling,
+            timesig: int | None = None) -> torch.Tensor:
+    """Bool mask [V] of the tokens the grammar allows next (``timesig``: the one ``TimeSig``
+    token the current bar must take, or None for any)."""
+    if st.last == BAR and timesig is not None:
+        mask = torch.zeros_like(g.kind_masks[BAR])
+        mask[timesig] = True
+        return mask
     kinds = set(NEXT[st.last])
     if st.last == PROGRAM:
         kinds = {PITCHDRUM} if st.drum else {PITCH}
@@ -128,6 +136,12 @@ class Plan:
     bars: int  # new bars to write
     prompt: list[int] = field(default_factory=list)  # whole bars of base tokens
     seed: int = 0
+    timesigs: list[int] | None = None  # TimeSig token of each new bar (the last one repeats)
+
+    def timesig(self, bar: int) -> int | None:
+        if not self.timesigs:
+            return None
+        return self.timesigs[min(bar, len(self.timesigs) - 1)]
 
 
 @torch.inference_mode()  # lighter dispatch than no_grad: each token is one small step
@@ -175,8 +189,9 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
             if st.done:
                 nxt[i] = outs[i][-1]
                 continue
-            tok = sample_token(logits[i].cpu(), allowed(grammar, st, plans[i].bars, sampling),
-                               sampling, gens[i])
+            mask = allowed(grammar, st, plans[i].bars, sampling,
+                           plans[i].timesig(st.bars_opened - 1))
+            tok = sample_token(logits[i].cpu(), mask, sampling, gens[i])
             if grammar.kind[tok] == BAR and st.bars_opened >= plans[i].bars:
                 st.done = True  # the requested bars are complete
                 nxt[i] = outs[i][-1]

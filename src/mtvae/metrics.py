@@ -150,13 +150,15 @@ def compare_sets(real: dict, generated: dict) -> dict[str, dict]:
 # ----------------------------------------------------------------------------- other metrics
 
 
-def note_f1(reference: symusic.Score, predicted: symusic.Score, grid: int = 8) -> dict:
-    """Note-level precision/recall/F1: a note matches on onset (1/grid beat), pitch, program."""
+def note_f1(reference: symusic.Score, predicted: symusic.Score, grid: int = 4,
+            programs: bool = False) -> dict:
+    """Note-level precision/recall/F1: a note matches on onset (1/grid beat: 16th notes by
+    default), pitch, and the program too when ``programs``."""
     def keys(s: symusic.Score):
         tpq = s.ticks_per_quarter
         out: dict = {}
         for t in s.tracks:
-            prog = -1 if t.is_drum else t.program
+            prog = (-1 if t.is_drum else t.program) if programs else 0
             for n in t.notes:
                 k = (int(round(n.time / tpq * grid)), n.pitch, prog)
                 out[k] = out.get(k, 0) + 1
@@ -169,6 +171,48 @@ def note_f1(reference: symusic.Score, predicted: symusic.Score, grid: int = 8) -
     rec = match / nr if nr else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
     return {"precision": prec, "recall": rec, "f1": f1}
+
+
+# ----------------------------------------------------------------------------- per bar
+
+
+def bar_profiles(score: symusic.Score, n_bars: int, steps: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar (the score's own bar lines, first ``n_bars``): a chroma vector [n_bars, 12]
+    (pitched notes, each weighted by how long it sounds inside the bar) and an onset vector
+    [n_bars, steps] (every onset, drums included, on ``steps`` equal steps of the bar)."""
+    chroma = np.zeros((n_bars, 12))
+    groove = np.zeros((n_bars, steps))
+    on, du, pi = _notes(score)
+    d_on = _notes(score, drums=True)[0]
+    end = float(max((on + du).max() if len(on) else 0.0, d_on.max() if len(d_on) else 0.0))
+    bars = _bars(score, max(end, 1e-6) + 1e-6)
+    bars = np.append(bars, bars[-1] + (bars[-1] - bars[-2] if len(bars) > 1 else 4.0))
+    for b in range(min(n_bars, len(bars) - 1)):
+        a, z = bars[b], bars[b + 1]
+        over = np.clip(np.minimum(on + du, z) - np.maximum(on, a), 0, None)
+        np.add.at(chroma[b], pi % 12, over)
+        ons = np.concatenate([on, d_on])
+        inside = ons[(ons >= a - 1e-6) & (ons < z - 1e-6)]
+        idx = np.clip(np.floor((inside - a) / (z - a) * steps + 1e-6).astype(int), 0, steps - 1)
+        groove[b, idx] = 1.0
+    return chroma, groove
+
+
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of matching rows; 1 where both rows are empty, 0 where one is."""
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    out = (a * b).sum(1) / np.maximum(na * nb, 1e-12)
+    out[(na == 0) & (nb == 0)] = 1.0
+    out[(na == 0) ^ (nb == 0)] = 0.0
+    return out
+
+
+def bar_similarity(reference: symusic.Score, other: symusic.Score, n_bars: int) -> dict:
+    """Mean per-bar chroma and groove cosine over the first ``n_bars`` bars, and note F1."""
+    ca, ga = bar_profiles(reference, n_bars)
+    cb, gb = bar_profiles(other, n_bars)
+    return {"chroma": float(row_cosine(ca, cb).mean()), "groove": float(row_cosine(ga, gb).mean()),
+            "note_f1": note_f1(reference, other)["f1"]}
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

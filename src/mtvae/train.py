@@ -28,12 +28,13 @@ from . import checkpoint as ck
 from . import validate as V
 from .config import RunConfig, TrainConfig, model_config
 from .data.dataset import load_meta, load_split, load_tokenizer
-from .data.windows import Augmenter, TrainWindows, eval_batches, eval_windows
+from .data.tokens import Vocab
+from .data.windows import Augmenter, BarContent, TrainWindows, eval_batches, eval_windows
 from .errors import UserError
 from .model import MTVAE
 
 METRICS = "metrics.csv"
-FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "lr",
+FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "aux", "lr",
           "tokens_per_s", "elapsed_s"]
 
 
@@ -95,11 +96,18 @@ class Trainer:
         if len(self.val_store) == 0:
             self.val_store = self.train_store
             self.log("warning: the valid split is empty; validating on train (no early stopping signal)")
-        augment = None
+        augment = content = None
+        tokenizer = load_tokenizer(data_dir)
         if not cfg.data.get("bpe") and (t.transpose or t.tempo_jitter):
-            augment = Augmenter(load_tokenizer(data_dir).vocab, t.transpose, t.tempo_jitter)
+            augment = Augmenter(tokenizer.vocab, t.transpose, t.tempo_jitter)
+        if not cfg.data.get("bpe") and t.aux_weight > 0:
+            if not m.aux_head:
+                raise UserError("--aux-weight needs a model with aux_head")
+            content = BarContent(Vocab(tokenizer.vocab))
+        # word dropout replaces decoder inputs by MASK (or PAD in a vocabulary without it)
+        self.mask_id = int(tokenizer.vocab.get("MASK_None", m.pad_id))
         self.windows = TrainWindows(self.train_store, self.length, t.batch_size, m.max_bar_len,
-                                    m.pad_id, t.seed, self.rank, self.world, augment)
+                                    m.pad_id, t.seed, self.rank, self.world, augment, content)
         self.val_windows = eval_windows(self.val_store, self.length, t.val_windows)
         self.step, self.best, self.bad_rounds, self.history = 0, float("inf"), 0, []
         self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -143,9 +151,14 @@ class Trainer:
         self.model.train()
         batch = self.windows.batch(self.step).to(self.device)
         beta = beta_at(self.step, t)
+        if t.word_dropout > 0:  # seeded by the step, so a resumed run drops the same tokens
+            gen = torch.Generator().manual_seed(t.seed * 1_000_003 + self.step * 31 + self.rank)
+            drop = torch.rand(batch.inputs.shape, generator=gen).to(self.device) < t.word_dropout
+            batch.inputs = torch.where(drop & (batch.inputs != self.cfg.model.pad_id),
+                                       self.mask_id, batch.inputs)
         with self.amp:
             out = (self.ddp or self.model)(batch, beta=beta, free_bits=t.free_bits,
-                                           recon_weight=t.recon_weight)
+                                           recon_weight=t.recon_weight, aux_weight=t.aux_weight)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
@@ -154,6 +167,7 @@ class Trainer:
         self.step += 1
         return {"loss": out["loss"].item(), "ce": out["ce"].item(),
                 "kl": out["kl"].item() if "kl" in out else 0.0, "recon": out["recon"].item(),
+                "aux": out["aux"].item() if "aux" in out else 0.0,
                 "beta": beta, "tokens": int(out["n_tokens"]) * self.world}
 
     @torch.no_grad()
@@ -238,14 +252,16 @@ class Trainer:
                 row = {"step": self.step, "split": "train", "loss": round(last["loss"], 5),
                        "ce": round(last["ce"], 5), "bits_per_token": round(last["ce"] / math.log(2), 5),
                        "kl": round(last["kl"], 4), "beta": round(last["beta"], 4),
-                       "recon": round(last["recon"], 6), "lr": self.sched.get_last_lr()[0],
+                       "recon": round(last["recon"], 6), "aux": round(last["aux"], 6),
+                       "lr": self.sched.get_last_lr()[0],
                        "tokens_per_s": round(rate), "elapsed_s": round(time.time() - start, 1)}
                 self.write_metrics(row)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", kl=f"{last['kl']:.2f}",
                                 tok_s=f"{rate:.0f}")
                 if self.quiet:
                     self.log(f"step {self.step} loss {last['loss']:.4f} ce {last['ce']:.4f} "
-                             f"kl {last['kl']:.3f} tok/s {rate:.0f}")
+                             f"kl {last['kl']:.3f}" + (f" aux {last['aux']:.3f}" if last["aux"] else "")
+                             + f" tok/s {rate:.0f}")
             out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
             if self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps:
                 if self.evaluate_and_save(start):
@@ -415,6 +431,9 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
         cfg = RunConfig(model=mcfg, train=tcfg, data={
             "data_dir": str(data_dir.resolve()), "genres": meta["genres"],
             "bpe": meta["bpe"], "attribute_edges": attrs["edges"], "vocab_size": meta["vocab_size"],
+            # how songs were re-barred (generation reads its inputs the same way) and the
+            # train split's meters (a sample keeps the most common one unless asked)
+            "meter": meta.get("meter", "keep"), "meters": meta.get("meters", {}),
         })
     del step
     if world > 1 and not dist.is_initialized():

@@ -8,6 +8,11 @@ refused by every command, with the same reason text. The guards, in order:
 * symusic can parse it; the division is ticks per quarter and at least 1 (SMPTE and 0 are refused);
 * at most ``max_tracks`` tracks and ``max_notes`` notes, and at least one note;
 * every event time (note ends included) fits comfortably in 32 bits;
+* bars are musical bars (``Limits.meter``): a song that declares a meter of one beat or less
+  (1/4, 2/8, ...), or switches to one, is re-barred on the meter its notes imply (3 or 4
+  quarter-note beats, chosen by the periodicity of its onsets) with the downbeat inferred from
+  where long notes, bass notes and harmonic changes fall; ``meter="4/4"`` re-bars every song
+  in 4/4 that way, ``meter="keep"`` keeps the declared meters;
 * runs of empty bars are trimmed: silence before the first note is removed and a run of more
   than ``max_empty_bars`` silent bars inside the song is cut to that many (whole bars of the
   meter in effect, so the bar grid after the cut is kept; tempo and meter changes inside a
@@ -39,10 +44,18 @@ class Limits:
     max_notes: int = 200_000
     max_bars: int = 2048
     max_empty_bars: int = 4
+    meter: str = "auto"  # "auto": re-bar one-beat meters; "4/4": re-bar all; "keep"
+
+    def __post_init__(self):
+        if self.meter not in METER_MODES:
+            raise UserError(f"--meter {self.meter!r}: choose {', '.join(METER_MODES)}")
 
     def key(self) -> tuple:
         """What a cached tokenization depends on (``max_bars`` only filters, it never edits)."""
-        return ("midi-reader", 1, self.max_empty_bars)
+        return ("midi-reader", 2, self.max_empty_bars, self.meter)
+
+
+METER_MODES = ("auto", "4/4", "keep")
 
 
 DEFAULT_LIMITS = Limits()
@@ -61,6 +74,8 @@ class ReadResult:
     score: symusic.Score
     bars: int  # length in bars after trimming
     trimmed_bars: int  # empty bars removed
+    rebarred: str = ""  # why the bars were redrawn ("" when the declared meter was kept)
+    meter: tuple[int, int] | None = None  # the single meter after re-barring
 
 
 def read_midi(source, limits: Limits = DEFAULT_LIMITS, name: str | None = None) -> ReadResult:
@@ -121,6 +136,11 @@ def check_score(score: symusic.Score, limits: Limits = DEFAULT_LIMITS,
     if starts.min() < 0 or ends.max() >= MAX_TICK or _meta_max(score) >= MAX_TICK:
         raise MidiRejected(name, f"event times beyond tick {MAX_TICK}")
 
+    score, rebarred, meter = rebar(score, limits.meter)
+    if rebarred:
+        starts, ends = _note_spans(score)
+        if ends.max() >= MAX_TICK or _meta_max(score) >= MAX_TICK:
+            raise MidiRejected(name, f"event times beyond tick {MAX_TICK}")
     meters = _meters(score, tpq)
     cuts = _cuts(starts, ends, meters, limits.max_empty_bars)
     last = int(ends.max())
@@ -137,7 +157,92 @@ def check_score(score: symusic.Score, limits: Limits = DEFAULT_LIMITS,
     if bars > limits.max_bars:
         raise MidiRejected(name, f"{bars} bars long after trimming silence "
                                  f"(at most {limits.max_bars}: see --max-bars)", "length")
-    return ReadResult(score, bars, removed)
+    return ReadResult(score, bars, removed, rebarred, meter)
+
+
+# ----------------------------------------------------------------------------- re-barring
+
+
+def _beat_strength(score: symusic.Score, tpq: int):
+    """Onset strength of each occupied quarter-note beat: (beats, strength, number of beats).
+
+    Three cues of a downbeat, each normalised to mean 1 over the occupied beats and summed:
+    the length of the notes starting on the beat (capped at 4 beats), the same for the low
+    notes (the lowest quarter of the song's pitches), and the harmonic change (1 - cosine
+    between the pitch classes starting on this beat and on the previous occupied one).
+    Sparse over the beats that hold an onset, so a song's length costs nothing.
+    """
+    arrs = [t.notes.numpy() for t in score.tracks if not t.is_drum and t.note_num()] or \
+        [t.notes.numpy() for t in score.tracks if t.note_num()]
+    time = np.concatenate([a["time"] for a in arrs]).astype(np.int64)
+    dur = np.concatenate([a["duration"] for a in arrs]).astype(np.int64)
+    pitch = np.concatenate([a["pitch"] for a in arrs]).astype(np.int64)
+    x = time / tpq
+    beat = np.rint(x).astype(np.int64)
+    near = np.abs(x - beat) < 0.13
+    beat, w, pitch = beat[near], np.minimum(dur[near] / tpq, 4.0), pitch[near]
+    n_beats = int(beat.max()) + 1 if len(beat) else 1
+    beats, inv = np.unique(beat, return_inverse=True)
+    if len(beats) < 2:
+        return beats, np.ones(len(beats)), n_beats
+    on = np.bincount(inv, weights=w, minlength=len(beats))
+    low = pitch <= np.quantile(pitch, 0.25)
+    bass = np.bincount(inv[low], weights=w[low], minlength=len(beats))
+    chroma = np.zeros((len(beats), 12))
+    np.add.at(chroma, (inv, pitch % 12), w)
+    chroma /= np.linalg.norm(chroma, axis=1, keepdims=True) + 1e-9
+    nov = np.concatenate([[1.0], 1.0 - (chroma[1:] * chroma[:-1]).sum(1)])
+    f = sum(v / v.mean() for v in (on, bass, nov) if v.mean() > 0)
+    return beats, np.asarray(f, dtype=float), n_beats
+
+
+def infer_meter(score: symusic.Score, period: int | None = None) -> tuple[int, int, float]:
+    """(beats per bar, downbeat phase in beats, salience) the notes imply.
+
+    ``period`` fixes the beats per bar (4 for ``--meter 4/4``); otherwise 3 or 4, whichever
+    puts more strength on one phase (4 unless 3 is clearly stronger). The salience is the
+    mean strength on the chosen downbeats over the mean strength of all beats.
+    """
+    beats, f, n_beats = _beat_strength(score, int(score.ticks_per_quarter))
+    mean = f.sum() / n_beats
+    best = None
+    for m in ((period,) if period else (4, 3)):
+        per_phase = np.bincount(beats % m, weights=f, minlength=m) / (n_beats / m)
+        p = int(np.argmax(per_phase))
+        sal = float(per_phase[p] / mean) if mean > 0 else 1.0
+        if best is None or sal > best[2] * 1.1:  # 3 must beat 4 by 10%
+            best = (m, p, sal)
+    return best
+
+
+def rebar(score: symusic.Score, mode: str = "auto"):
+    """(score, reason, meter): the score re-barred as ``mode`` asks, or unchanged (reason "").
+
+    Re-barring shifts every event so that the inferred downbeat lands on a bar line (the
+    first bar starts with up to ``beats - 1`` beats of rest: the anacrusis) and replaces all
+    time signatures by one, ``beats``/4, at tick 0. Tempo and key at tick 0 stay at tick 0.
+    """
+    if mode == "keep":
+        return score, "", None
+    tpq = int(score.ticks_per_quarter)
+    lengths = [bl for _, bl in _meters(score, tpq)]
+    one_beat = [bl <= tpq for bl in lengths]
+    if mode == "auto":
+        if not any(one_beat):
+            return score, "", None
+        reason = "one-beat meter" if all(one_beat) else "switch to a one-beat meter"
+    else:
+        reason = "forced 4/4"
+    m, phase, _ = infer_meter(score, 4 if mode == "4/4" else None)
+    shift = ((m - phase) % m) * tpq
+    out = score.shift_time(shift) if shift else score.copy()
+    if shift:
+        for lst in (out.tempos, out.key_signatures):
+            if len(lst) and lst[0].time == shift:
+                lst[0].time = 0
+    out.time_signatures.clear()
+    out.time_signatures.append(symusic.TimeSignature(0, m, 4))
+    return out, reason, (m, 4)
 
 
 # ----------------------------------------------------------------------------- bar arithmetic

@@ -39,10 +39,12 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 UNKNOWN_GENRE = "unknown"
 # What the cache depends on besides the file: change any of it and old entries are not reused.
-CACHE_KEY = hashlib.sha1(
-    repr([sorted(T.TOKENIZER_PARAMS.items()), T.POS_PER_BEAT, T.SUBBEATS_PER_BEAT, 1,
-          DEFAULT_LIMITS.key()]).encode()
-).hexdigest()[:12]
+def cache_key(limits: Limits = DEFAULT_LIMITS) -> str:
+    return hashlib.sha1(
+        repr([sorted(T.TOKENIZER_PARAMS.items()), T.POS_PER_BEAT, T.SUBBEATS_PER_BEAT, 1,
+              limits.key()]).encode()
+    ).hexdigest()[:12]
+
 
 
 def split_of(content_hash: str) -> str:
@@ -91,7 +93,8 @@ def _inspect(item: SourceItem) -> dict:
         return {"error": f"cannot read: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
     tracks = [t for t in read.score.tracks if t.note_num() > 0]
     programs = sorted({-1 if t.is_drum else int(t.program) for t in tracks})
-    return {"hash": digest, "programs": programs, "bars": read.bars, "trimmed": read.trimmed_bars}
+    return {"hash": digest, "programs": programs, "bars": read.bars, "trimmed": read.trimmed_bars,
+            "rebarred": read.rebarred, "meter": "/".join(map(str, read.meter)) if read.meter else ""}
 
 
 def _cache_path(cache_dir: Path, digest: str) -> Path:
@@ -184,6 +187,7 @@ def prepare(
     bpe_vocab: int | None = None,
     progress: bool = True,
     max_bars: int = DEFAULT_LIMITS.max_bars,
+    meter: str = DEFAULT_LIMITS.meter,
 ) -> dict:
     """Build a DATA_DIR from MIDI sources; return the report (also written to report.json).
 
@@ -206,7 +210,7 @@ def prepare(
     V.integer("seed", seed, 0, 2**63 - 1)
     V.integer("workers", workers, 1, 1024, allow_none=True)
     V.integer("bpe_vocab", bpe_vocab, 1, 2**16, allow_none=True)
-    limits = Limits(max_bars=V.integer("max_bars", max_bars, 1, 100_000))
+    limits = Limits(max_bars=V.integer("max_bars", max_bars, 1, 100_000), meter=meter)
     if bpe_vocab is not None and bpe_vocab <= len(T.make_tokenizer().vocab):
         raise UserError(f"--bpe-vocab {bpe_vocab}: must exceed the base vocabulary "
                         f"({len(T.make_tokenizer().vocab)} tokens)")
@@ -271,7 +275,7 @@ def _prepare_locked(items, sources, out: Path, genres, programs, per_genre, seed
         report["filtered_max_files"] = len(items) - max_files
         items = sorted(random.Random(seed).sample(items, max_files), key=lambda i: (i.source, i.rel))
 
-    cache_dir = out / "cache" / CACHE_KEY
+    cache_dir = out / "cache" / cache_key(limits)
     skipped: list[dict] = []
 
     info = _run_pool(_inspect, items, workers, "inspect", progress, limits)
@@ -319,6 +323,13 @@ def _prepare_locked(items, sources, out: Path, genres, programs, per_genre, seed
         "songs_trimmed": sum(1 for _, r, _ in songs if r["trimmed"]),
         "bars_removed": int(sum(r["trimmed"] for _, r, _ in songs)),
     }
+    rebarred = Counter(r["rebarred"] for _, r, _ in songs if r["rebarred"])
+    report["meter"] = {
+        "mode": limits.meter,
+        "rebarred": dict(sorted(rebarred.items())),
+        "rebarred_to": dict(sorted(Counter(r["meter"] for _, r, _ in songs if r["rebarred"]).items())),
+        "kept_as_declared": len(songs) - sum(rebarred.values()),
+    }
     report["skipped"] = skipped
     report["kept"] = len(songs)
     report["reused_from_cache"] = sum(1 for *_, e in songs if e.get("cached"))
@@ -329,15 +340,17 @@ def _prepare_locked(items, sources, out: Path, genres, programs, per_genre, seed
                if skipped else " after filtering")
         )
 
-    _write_data_dir(out, songs, report, bpe_vocab, progress)
+    _write_data_dir(out, songs, report, bpe_vocab, progress, limits)
     return report
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None, progress: bool) -> None:
+def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None, progress: bool,
+                    limits: Limits = DEFAULT_LIMITS) -> None:
     tokenizer = T.make_tokenizer()
+    tables = T.Vocab(tokenizer)
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     for item, res, enc in songs:
         by_split[split_of(res["hash"])].append((item, res, enc))
@@ -345,6 +358,9 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
         by_split[s].sort(key=lambda x: (x[0].source, x[0].rel))
 
     train = by_split["train"] or [x for s in SPLITS for x in by_split[s]]
+    report["bar_lengths"] = bar_length_stats([(e["ids"], e["bar_starts"]) for *_, e in songs],
+                                             tables)
+    meters = T.meter_counts([(e["ids"], e["bar_starts"]) for *_, e in train], tables)
     edges = {
         "rhythm": T.attribute_edges(np.concatenate([e["rhythm"] for *_, e in train])),
         "polyphony": T.attribute_edges(np.concatenate([e["polyphony"] for *_, e in train])),
@@ -406,6 +422,8 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
             "attribute_classes": T.NUM_CLASSES,
             "pad_id": int(tokenizer.pad_token_id),
             "splits": report["splits"],
+            "meter": limits.meter,  # how the MIDI reader re-bars songs (generation reads alike)
+            "meters": meters,  # bars of each meter in the train split, most common first
         }
 
         # swap in: invalidate first, move, then validate with meta.json last
@@ -445,6 +463,16 @@ def _save_split(folder: Path, ids_list, starts_list, rhythm, poly, genre_ids) ->
     np.save(folder / "genre.npy", np.asarray(genre_ids, dtype=np.int16))
 
 
+def bar_length_stats(songs, tables: T.Vocab) -> dict:
+    """Songs whose bars are mostly one beat long (or less), and bars per meter length."""
+    one_beat_songs = 0
+    for ids, starts in songs:
+        lengths = T.bar_lengths_in_beats(ids, starts, tables)
+        one_beat_songs += bool(len(lengths)) and float(np.mean(lengths <= 1)) > 0.5
+    return {"songs": len(songs), "songs_with_one_beat_bars": int(one_beat_songs),
+            "share_one_beat": one_beat_songs / max(len(songs), 1)}
+
+
 def summarize(report: dict) -> str:
     """A few human-readable lines about a prepare run."""
     lines = [f"found {report['found']} files, kept {report['kept']}"]
@@ -459,6 +487,11 @@ def summarize(report: dict) -> str:
     if eb.get("songs_trimmed"):
         lines.append(f"  trimmed {eb['bars_removed']} silent bars from {eb['songs_trimmed']} songs "
                      f"(runs of more than {eb['max_empty_bars']} empty bars, leading silence)")
+    mt = report.get("meter", {})
+    if mt.get("rebarred"):
+        why = ", ".join(f"{n} × {r}" for r, n in mt["rebarred"].items())
+        to = ", ".join(f"{n} in {m}" for m, n in mt["rebarred_to"].items())
+        lines.append(f"  re-barred {sum(mt['rebarred'].values())} songs ({why}): {to}")
     for s, d in report.get("splits", {}).items():
         lines.append(f"  {s:5s}: {d['songs']:6d} songs {d['tokens']:10d} tokens {d['bars']:8d} bars")
     return "\n".join(lines)

@@ -88,6 +88,7 @@ class Vocab:
         if not isinstance(vocab, Mapping):
             vocab = vocab.vocab  # a tokenizer: its base vocabulary
         n = max(vocab.values()) + 1
+        self.names = dict(vocab)  # token string -> id
         self.kind = np.full(n, OTHER, dtype=np.int64)
         self.value = np.zeros(n, dtype=np.int64)
         self.tempo = np.zeros(n, dtype=np.float64)
@@ -163,6 +164,30 @@ def bar_attributes(ids, tables: Vocab) -> tuple[np.ndarray, np.ndarray, np.ndarr
             rhythm[b] = len({(p - origins[b]) // sub for p in starts}) / n_sub
         active = [(s, e) for s, e in active if e > origins[b + 1]]
     return np.asarray(bar_starts, dtype=np.int32), rhythm, poly
+
+
+def bar_lengths_in_beats(ids, bar_starts, tables: Vocab) -> np.ndarray:
+    """Length of each bar in beats, from the ``TimeSig`` token after each ``Bar``."""
+    ids = np.asarray(ids)
+    nxt = np.minimum(np.asarray(bar_starts, dtype=np.int64) + 1, len(ids) - 1)
+    tok = ids[nxt]
+    ok = tables.kind[tok] == TIMESIG
+    return np.where(ok, tables.value[tok] / POS_PER_BEAT, 4.0)
+
+
+def meter_counts(songs, tables: Vocab) -> dict[str, int]:
+    """Bars per ``TimeSig`` token over (ids, bar_starts) songs, most common first."""
+    from collections import Counter
+
+    inv = {}
+    c: Counter = Counter()
+    for ids, starts in songs:
+        ids = np.asarray(ids)
+        nxt = np.minimum(np.asarray(starts, dtype=np.int64) + 1, len(ids) - 1)
+        tok = ids[nxt]
+        c.update(tok[tables.kind[tok] == TIMESIG].tolist())
+    inv = {i: name for name, i in tables.names.items()}
+    return {inv[t]: n for t, n in c.most_common()}
 
 
 def encode_score(score: symusic.Score, tokenizer: REMI, tables: Vocab) -> EncodedSong:

@@ -17,7 +17,9 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from .dataset import SongStore
-from .tokens import PITCH, TEMPO, Vocab
+from .tokens import PITCH, POSITION, TEMPO, TIMESIG, Vocab
+
+ONSET_STEPS = 16  # onset pattern of a bar: 16 equal steps (16th notes in 4/4)
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Batch:
     rhythm: torch.Tensor  # [B, NB] classes
     polyphony: torch.Tensor  # [B, NB]
     genre: torch.Tensor  # [B]
+    bar_pc: torch.Tensor  # [B, NB, 12] pitch classes played in each bar (0/1)
+    bar_onsets: torch.Tensor  # [B, NB, ONSET_STEPS] steps of the bar holding an onset (0/1)
 
     def to(self, device) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -77,8 +81,31 @@ class Augmenter:
         return ids
 
 
+class BarContent:
+    """What a bar plays, from its tokens: pitch classes (12) and onset steps (16).
+
+    The targets of the bag-of-notes loss: the latent alone must tell them."""
+
+    def __init__(self, vocab: Vocab):
+        self.kind, self.value = vocab.kind, vocab.value
+
+    def __call__(self, bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pc = np.zeros(12, dtype=np.float32)
+        on = np.zeros(ONSET_STEPS, dtype=np.float32)
+        bar = np.asarray(bar, dtype=np.int64)
+        k, v = self.kind[bar], self.value[bar]
+        ts = v[k == TIMESIG]
+        bar_len = int(ts[0]) if len(ts) and ts[0] > 0 else 32
+        pitches = v[k == PITCH]
+        pc[pitches % 12] = 1.0
+        pos = v[k == POSITION]
+        on[np.clip(pos * ONSET_STEPS // bar_len, 0, ONSET_STEPS - 1)] = 1.0
+        return pc, on
+
+
 def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len: int,
-                 augment: Augmenter | None = None, rng: np.random.Generator | None = None):
+                 augment: Augmenter | None = None, rng: np.random.Generator | None = None,
+                 content: BarContent | None = None):
     """One window of ``length`` input tokens from ``song`` starting at bar ``bar``."""
     ids = np.asarray(store.ids(song))
     bars = np.asarray(store.bars(song))
@@ -96,7 +123,10 @@ def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len
                   zip(rel_bars, list(rel_bars[1:]) + [len(chunk)])]
     pos = np.arange(min(length, len(window) - 1))
     bar_idx = np.searchsorted(rel_bars, pos, side="right") - 1
+    whole = [chunk[a:b] for a, b in zip(rel_bars, list(rel_bars[1:]) + [len(chunk)])]
+    targets = [content(b) for b in whole] if content is not None else []
     return {
+        "targets": targets,
         "window": window, "bar_idx": bar_idx, "bar_tokens": bar_tokens,
         "rhythm": np.asarray(rhythm[bar:last_bar + 1]),
         "polyphony": np.asarray(poly[bar:last_bar + 1]),
@@ -144,9 +174,14 @@ def collate(examples: list[dict], length: int, pad_id: int) -> Batch:
         rhythm[i, :k] = e["rhythm"]
         poly[i, :k] = e["polyphony"]
     genre = np.asarray([e["genre"] for e in examples], dtype=np.int64)
+    bar_pc = np.zeros((B, NB, 12), dtype=np.float32)
+    bar_on = np.zeros((B, NB, ONSET_STEPS), dtype=np.float32)
+    for i, e in enumerate(examples):
+        for j, (pc, on) in enumerate(e.get("targets", [])):
+            bar_pc[i, j], bar_on[i, j] = pc, on
     t = torch.from_numpy
     return Batch(t(inputs), t(targets), t(bar_idx), enc_tokens, enc_bar, t(bar_mask), t(rhythm),
-                 t(poly), t(genre))
+                 t(poly), t(genre), t(bar_pc), t(bar_on))
 
 
 class TrainWindows:
@@ -154,8 +189,9 @@ class TrainWindows:
 
     def __init__(self, store: SongStore, length: int, batch_size: int, max_bar_len: int,
                  pad_id: int, seed: int = 0, rank: int = 0, world: int = 1,
-                 augment: Augmenter | None = None):
+                 augment: Augmenter | None = None, content: BarContent | None = None):
         self.store, self.length, self.batch_size = store, length, batch_size
+        self.content = content
         self.max_bar_len, self.pad_id, self.seed, self.augment = max_bar_len, pad_id, seed, augment
         self.rank = rank
         self.sampler = DistributedSampler(range(len(store)), num_replicas=world, rank=rank,
@@ -181,7 +217,7 @@ class TrainWindows:
             last = max(int(np.searchsorted(bars, n - self.length - 1, side="right")) - 1, 0)
             bar = int(rng.integers(0, last + 1))
             examples.append(make_example(self.store, song, bar, self.length, self.max_bar_len,
-                                         self.augment, rng))
+                                         self.augment, rng, self.content))
         return collate(examples, self.length, self.pad_id)
 
 

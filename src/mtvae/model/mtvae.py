@@ -31,6 +31,9 @@ class MTVAE(nn.Module):
         self.genre_emb = nn.Embedding(max(cfg.n_genres, 1), cfg.d_attr)
         self.d_cond = (cfg.d_latent if cfg.use_vae else 0) + 3 * cfg.d_attr
         self.decoder = Decoder(cfg, self.d_cond)
+        # bag of notes from z alone: the bar's 12 pitch classes and 16 onset steps
+        self.aux = (nn.Sequential(nn.Linear(cfg.d_latent, d), nn.GELU(), nn.Linear(d, 12 + 16))
+                    if cfg.use_vae and cfg.aux_head else None)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
@@ -105,8 +108,11 @@ class MTVAE(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, batch, beta: float = 1.0, free_bits: float = 0.0,
-                recon_weight: float = 1.0, sample: bool | None = None) -> dict:
-        """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training)."""
+                recon_weight: float = 1.0, sample: bool | None = None,
+                aux_weight: float = 0.0) -> dict:
+        """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training).
+        ``aux_weight``: weight of the bag-of-notes loss (binary cross-entropy of each bar's
+        pitch classes and onset steps predicted from its z alone)."""
         sample = self.training if sample is None else sample
         mu = logvar = z = None
         if self.encoder is not None:
@@ -132,5 +138,11 @@ class MTVAE(nn.Module):
             kl_cost = free_bits_kl(kl, free_bits) * n_bars / n_tok  # per target token
             out["kl_per_token"] = kl.sum() / n_tok
             loss = loss + beta * kl_cost
+            if self.aux is not None and aux_weight > 0:
+                pred = self.aux(z[batch.bar_mask])
+                target = torch.cat([batch.bar_pc, batch.bar_onsets], -1)[batch.bar_mask]
+                aux = F.binary_cross_entropy_with_logits(pred, target)
+                out["aux"] = aux
+                loss = loss + aux_weight * aux
         out["loss"] = loss
         return out

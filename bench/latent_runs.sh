@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue #10: the levers against posterior collapse, at equal budget (300 steps of `small`,
+# batch 4 x 512 tokens, the same batches in the same order), on the re-barred POP909 +
+# Nottingham data; two runs at a time, one CPU thread each. β reaches its maximum at step
+# 150 in every run so that the KL term acts within the budget.
+# Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long
+set -euo pipefail
+cd "$(dirname "$0")/.."
+M=.venv/bin/mtvae
+DATA=${DATA:-data/pn}
+[ -f "$DATA/meta.json" ] || $M prepare ../shared/data/pop909 ../shared/data/nottingham --out "$DATA" --quiet
+export OMP_NUM_THREADS=1
+ABL="--preset small --batch-size 4 --val-every 50 --patience 6 --quiet --max-steps 300 --max-minutes 90 --beta-warmup-steps 150"
+OLD="--beta-max 1 --free-bits 0.25 --aux-weight 0 --word-dropout 0"   # the defaults before #10
+KLT="--beta-max 0.2 --free-bits 1"                                     # lower β, KL target 64 nats/bar
+run() { name=$1; shift; $M train "$DATA" --out runs/lat-$name $ABL "$@" > logs/lat-$name.log 2>&1; }
+case "${1:-pair1}" in
+  pair1) run base $OLD & run all $KLT --aux-weight 1 --word-dropout 0.3 & wait ;;
+  pair2) run aux $OLD --aux-weight 1 & run klt $OLD $KLT & wait ;;
+  pair3) run aux-klt $KLT --aux-weight 1 --word-dropout 0 & run wd $OLD --word-dropout 0.3 & wait ;;
+  pair4) run all-no-memory $KLT --aux-weight 1 --word-dropout 0.3 --no-memory &
+         run all-d128 $KLT --aux-weight 1 --word-dropout 0.3 --d-latent 128 & wait ;;
+esac
