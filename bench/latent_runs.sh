@@ -3,7 +3,7 @@
 # batch 4 x 512 tokens, the same batches in the same order), on the re-barred POP909 +
 # Nottingham data; two runs at a time, one CPU thread each. β reaches its maximum at step
 # 150 in every run so that the KL term acts within the budget.
-# Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long
+# Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long|evaluate RUN...|table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -20,4 +20,22 @@ case "${1:-pair1}" in
   pair3) run aux-klt $KLT --aux-weight 1 --word-dropout 0 & run wd $OLD --word-dropout 0.3 & wait ;;
   pair4) run all-no-memory $KLT --aux-weight 1 --word-dropout 0.3 --no-memory &
          run all-d128 $KLT --aux-weight 1 --word-dropout 0.3 --d-latent 128 & wait ;;
+  long)  # 1000 steps (half the budget of RESULTS' 2000-step run: what this session's
+    # clock allowed): the new defaults, then the old ones, on the same re-barred data, two
+    # threads each; β at its maximum from step 500
+    export OMP_NUM_THREADS=2
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    $M train "$DATA" --out runs/lat-long-new $LONG > logs/lat-long-new.log 2>&1
+    $M train "$DATA" --out runs/lat-long-old $LONG $OLD > logs/lat-long-old.log 2>&1 ;;
+  evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
+    # two at a time (one per core)
+    shift
+    for r in "$@"; do
+      $M evaluate runs/$r "$DATA" --split test --samples 16 --bars 8 --max-windows 100 --quiet \
+         --json bench/results/eval_$r.json > bench/results/eval_$r.txt &
+      while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 5; done
+    done
+    wait ;;
+  table)
+    .venv/bin/python bench/latent_table.py bench/results/eval_lat-*.json ;;
 esac
