@@ -27,6 +27,10 @@ case "${1:-pair1}" in
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
     $M train "$DATA" --out runs/lat-long-new $LONG > logs/lat-long-new.log 2>&1
     $M train "$DATA" --out runs/lat-long-old $LONG $OLD > logs/lat-long-old.log 2>&1 ;;
+  long-aux)  # the same budget: the old KL settings plus the bag-of-notes loss only
+    export OMP_NUM_THREADS=2
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    $M train "$DATA" --out runs/lat-long-aux $LONG $OLD --aux-weight 1 > logs/lat-long-aux.log 2>&1 ;;
   evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
     # two at a time (one per core)
     shift
