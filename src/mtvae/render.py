@@ -23,6 +23,12 @@ from .errors import UserError
 
 MAX_AUDIO_MINUTES = 30  # a WAV longer than this is refused (memory and disk stay bounded)
 SYNTH_NOTE_SECONDS = 2000.0  # the built-in synthesiser's budget of note-seconds per piece
+# FluidSynth renders ~30x real time on a quiet core, far slower on dense hostile input: it is
+# used for pieces up to these sizes and given at most FLUIDSYNTH_SECONDS; beyond either, the
+# bounded built-in synthesiser writes the WAV (with a one-line note)
+FLUIDSYNTH_MAX_MINUTES = 5
+FLUIDSYNTH_MAX_NOTES = 20_000
+FLUIDSYNTH_SECONDS = 20
 
 SOUNDFONTS = ["/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/soundfonts/FluidR3_GM.sf2",
               "/usr/share/soundfonts/default.sf2"]
@@ -117,21 +123,48 @@ def synthesize(score: symusic.Score, rate: int = 22050) -> np.ndarray:
     return out / peak * 0.9 if peak > 0 else out
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGKILL when the process that started it dies (no orphans)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: nothing to do
+        pass
+
+
+def _fluidsynth(score: symusic.Score, path: Path, sf: str) -> str | None:
+    """Render with FluidSynth within its budget; None (and nothing written) if it cannot."""
+    minutes = float(score.to("second").end()) / 60
+    if minutes > FLUIDSYNTH_MAX_MINUTES or score.note_num() > FLUIDSYNTH_MAX_NOTES:
+        return f"the piece is too long for FluidSynth ({minutes:.1f} minutes, {score.note_num()} notes)"
+    with tempfile.TemporaryDirectory() as d:
+        mid, wav = Path(d) / "in.mid", Path(d) / "out.wav"
+        score.dump_midi(mid)
+        try:
+            subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", str(wav),
+                            sf, str(mid)], check=True, capture_output=True,
+                           timeout=FLUIDSYNTH_SECONDS, preexec_fn=_die_with_parent)
+        except subprocess.TimeoutExpired:
+            return f"FluidSynth took longer than {FLUIDSYNTH_SECONDS} s"
+        except (subprocess.CalledProcessError, OSError) as e:
+            text = getattr(e, "stderr", b"") or b""
+            return f"FluidSynth failed ({' '.join(text.decode(errors='replace').split())[:120] or e})"
+        atomic_write(path, lambda tmp: shutil.copyfile(wav, tmp))
+    return None
+
+
 def write_wav(score: symusic.Score, path: str | Path, quiet: bool = False) -> str:
     """Write a WAV; returns the renderer used ("fluidsynth" or "builtin")."""
     global _warned
     path = Path(path)
     sf = find_soundfont()
+    why = None
     if shutil.which("fluidsynth") and sf:
-        with tempfile.TemporaryDirectory() as d:
-            mid = Path(d) / "in.mid"
-            score.dump_midi(mid)
-
-            def run(tmp):
-                subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", tmp,
-                                sf, str(mid)], check=True, capture_output=True, timeout=600)
-            atomic_write(path, run)
-        return "fluidsynth"
+        why = _fluidsynth(score, path, sf)
+        if why is None:
+            return "fluidsynth"
     audio = (synthesize(score) * 32767).astype(np.int16)
 
     def write(tmp):
@@ -141,7 +174,9 @@ def write_wav(score: symusic.Score, path: str | Path, quiet: bool = False) -> st
             w.setframerate(22050)
             w.writeframes(audio.tobytes())
     atomic_write(path, write)
-    if not quiet and not _warned:
+    if why and not quiet:
+        print(f"note: {why}: the WAV comes from the built-in synthesiser", file=sys.stderr)
+    elif not quiet and not _warned:
         print("note: FluidSynth or a GM soundfont is missing, so the WAV comes from a simple "
               "built-in synthesiser (apt-get install fluidsynth fluid-soundfont-gm for real "
               "instruments)", file=sys.stderr)
