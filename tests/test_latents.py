@@ -156,20 +156,27 @@ def test_the_decoder_reads_its_latents(latent_run, tiny_data):
     m = MusicVAE.load(latent_run)
     with open(tiny_data / "manifest.csv") as f:
         files = [r["file"] for r in csv.DictReader(f)]
-    a, b = [m.read(p).first_bars(4) for p in files if len(m.read(p).bar_starts) >= 4][:2]
+    encs = [m.read(p).first_bars(4) for p in files if len(m.read(p).bar_starts) >= 4][:6]
 
-    def decode(z):
+    def decode(a, z):
         out = m._from_latents(z, a.rhythm, a.polyphony, 0, 0, Sampling(0.0), a.timesigs)
         return T.encode_score(out, m.tokenizer, m.tables).ids.tolist()
 
-    za, zb = m._latents(a), m._latents(b)
-    own, zero, swap = decode(za), decode(torch.zeros_like(za)), decode(zb)
-    assert own != zero and own != swap
+    def outcomes():
+        rows = []
+        for a, b in zip(encs, encs[1:]):
+            za, zb = m._latents(a), m._latents(b)
+            own, zero, swap = decode(a, za), decode(a, torch.zeros_like(za)), decode(a, zb)
+            rows.append((own != zero, own != swap))
+        return rows
+
+    rows = outcomes()
+    assert sum(x and y for x, y in rows) >= 3, rows  # z changes the music for most songs
 
     with torch.no_grad():  # cut z out of every decoder layer's conditioning
         for proj in m.model.decoder.cond:
             proj.weight[:, :m.config.model.d_latent] = 0
-    assert decode(za) == decode(torch.zeros_like(za)) == decode(zb)
+    assert not any(x or y for x, y in outcomes())
 
 
 def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):
