@@ -132,8 +132,8 @@ class MusicVAE:
             raise UserError(f"{name}: no notes in the tokenizer's pitch range")
         edges = self.config.data["attribute_edges"]
         ids = enc.ids.astype(np.int64)
-        ts = ids[np.minimum(enc.bar_starts.astype(np.int64) + 1, len(ids) - 1)]
-        ts = np.where(self.grammar.kind[ts] == T.TIMESIG, ts, self.timesig_id("4/4"))
+        ts = T.bar_timesigs(ids, enc.bar_starts, self.tables)
+        ts = np.where(ts >= 0, ts, self.timesig_id("4/4"))
         return EncodedInput(ids, enc.bar_starts,
                             T.attribute_classes(enc.rhythm, edges["rhythm"]).astype(np.int64),
                             T.attribute_classes(enc.polyphony, edges["polyphony"]).astype(np.int64),

@@ -187,11 +187,11 @@ def bar_profiles(score: symusic.Score, n_bars: int, steps: int = 16) -> tuple[np
     end = float(max((on + du).max() if len(on) else 0.0, d_on.max() if len(d_on) else 0.0))
     bars = _bars(score, max(end, 1e-6) + 1e-6)
     bars = np.append(bars, bars[-1] + (bars[-1] - bars[-2] if len(bars) > 1 else 4.0))
+    ons = np.concatenate([on, d_on])
     for b in range(min(n_bars, len(bars) - 1)):
         a, z = bars[b], bars[b + 1]
         over = np.clip(np.minimum(on + du, z) - np.maximum(on, a), 0, None)
         np.add.at(chroma[b], pi % 12, over)
-        ons = np.concatenate([on, d_on])
         inside = ons[(ons >= a - 1e-6) & (ons < z - 1e-6)]
         idx = np.clip(np.floor((inside - a) / (z - a) * steps + 1e-6).astype(int), 0, steps - 1)
         groove[b, idx] = 1.0

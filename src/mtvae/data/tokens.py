@@ -166,26 +166,29 @@ def bar_attributes(ids, tables: Vocab) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.asarray(bar_starts, dtype=np.int32), rhythm, poly
 
 
-def bar_lengths_in_beats(ids, bar_starts, tables: Vocab) -> np.ndarray:
-    """Length of each bar in beats, from the ``TimeSig`` token after each ``Bar``."""
+def bar_timesigs(ids, bar_starts, tables: Vocab) -> np.ndarray:
+    """The ``TimeSig`` token that follows each bar's ``Bar`` token (-1 where there is none)."""
     ids = np.asarray(ids)
-    nxt = np.minimum(np.asarray(bar_starts, dtype=np.int64) + 1, len(ids) - 1)
-    tok = ids[nxt]
-    ok = tables.kind[tok] == TIMESIG
-    return np.where(ok, tables.value[tok] / POS_PER_BEAT, 4.0)
+    if len(ids) == 0:
+        return np.full(len(bar_starts), -1, dtype=np.int64)
+    tok = ids[np.minimum(np.asarray(bar_starts, dtype=np.int64) + 1, len(ids) - 1)].astype(np.int64)
+    return np.where(tables.kind[tok] == TIMESIG, tok, -1)
+
+
+def bar_lengths_in_beats(ids, bar_starts, tables: Vocab) -> np.ndarray:
+    """Length of each bar in beats, from its ``TimeSig`` token (4 without one)."""
+    ts = bar_timesigs(ids, bar_starts, tables)
+    return np.where(ts >= 0, tables.value[np.maximum(ts, 0)] / POS_PER_BEAT, 4.0)
 
 
 def meter_counts(songs, tables: Vocab) -> dict[str, int]:
     """Bars per ``TimeSig`` token over (ids, bar_starts) songs, most common first."""
     from collections import Counter
 
-    inv = {}
     c: Counter = Counter()
     for ids, starts in songs:
-        ids = np.asarray(ids)
-        nxt = np.minimum(np.asarray(starts, dtype=np.int64) + 1, len(ids) - 1)
-        tok = ids[nxt]
-        c.update(tok[tables.kind[tok] == TIMESIG].tolist())
+        ts = bar_timesigs(ids, starts, tables)
+        c.update(ts[ts >= 0].tolist())
     inv = {i: name for name, i in tables.names.items()}
     return {inv[t]: n for t, n in c.most_common()}
 
