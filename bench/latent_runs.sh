@@ -3,7 +3,7 @@
 # batch 4 x 512 tokens, the same batches in the same order), on the re-barred POP909 +
 # Nottingham data; two runs at a time, one CPU thread each. β reaches its maximum at step
 # 150 in every run so that the KL term acts within the budget.
-# Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long|evaluate RUN...|table
+# Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long|long-aux|long-bias|evaluate RUN...|table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -31,6 +31,10 @@ case "${1:-pair1}" in
     export OMP_NUM_THREADS=2
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
     $M train "$DATA" --out runs/lat-long-aux $LONG $OLD --aux-weight 1 > logs/lat-long-aux.log 2>&1 ;;
+  long-bias)  # the same budget, one thread each: the old KL settings with the bar-bias path
+    # (now the default), alone and with the bag-of-notes loss
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    run long-bias $LONG $OLD & run long-bias-aux $LONG $OLD --aux-weight 1 & wait ;;
   evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
     # two at a time (one per core)
     shift

@@ -174,7 +174,7 @@ def test_the_decoder_reads_its_latents(latent_run, tiny_data):
     assert sum(x and y for x, y in rows) >= 3, rows  # z changes the music for most songs
 
     with torch.no_grad():  # cut z out of every decoder layer's conditioning
-        for proj in m.model.decoder.cond:
+        for proj in [*m.model.decoder.cond, m.model.bar_bias]:
             proj.weight[:, :m.config.model.d_latent] = 0
     assert not any(x or y for x, y in outcomes())
 
@@ -190,8 +190,10 @@ def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):
     for k in ("word_dropout", "aux_weight"):
         raw["train"].pop(k)
     raw["model"].pop("aux_head")
+    raw["model"].pop("bar_bias")
     cfg = RunConfig.from_json(json.dumps(raw))
-    assert cfg.model.aux_head is False and cfg.train.aux_weight == 0.0
+    assert cfg.model.aux_head is False and cfg.model.bar_bias is False
+    assert cfg.train.aux_weight == 0.0
     raw["model"].pop("d_model")  # anything else missing is still refused
     with pytest.raises(UserError, match="missing d_model"):
         RunConfig.from_json(json.dumps(raw))

@@ -1,5 +1,5 @@
 """The Python API: ``MusicVAE.load(run_dir)`` then sample, continue, interpolate, reconstruct,
-transfer and encode. Inputs are MIDI paths or ``symusic.Score``; outputs are ``symusic.Score``.
+transfer, infill and encode. Inputs are MIDI paths or ``symusic.Score``; outputs are ``symusic.Score``.
 
 ```python
 from mtvae import MusicVAE
@@ -312,14 +312,22 @@ class MusicVAE:
                              top_p=top_p, seed=seed)
 
     def transfer(self, song: Song, genre: str | None = None, rhythm_shift: int = 0,
-                 polyphony_shift: int = 0, bars: int | None = 16, temperature: float = 1.0,
+                 polyphony_shift: int = 0, bars: int | str | None = 16, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> symusic.Score:
         """Keep the song's bar latents; change its genre and/or shift its bar attributes
-        (shifts are in classes, at most ``n_classes - 1`` either way; results are clipped)."""
-        bars = V.bars(bars, hi=V.MAX_GEN_BARS, allow_none=True)
+        (shifts are in classes, at most ``n_classes - 1`` either way; results are clipped).
+
+        ``bars``: a number re-decodes the song's first ``bars`` bars (None: all); bar ranges
+        ("5-8", "3-4,11-12", numbered from 1) edit only those bars, in place, and keep every
+        other bar note for note (``infill`` with the song's own latents)."""
         top = self.n_classes - 1
         rs = V.integer("rhythm_shift", rhythm_shift, -top, top)
         ps = V.integer("polyphony_shift", polyphony_shift, -top, top)
+        if isinstance(bars, (str, list, tuple)) and not (isinstance(bars, str) and bars.isdigit()):
+            return self.infill(song, bars, keep_latents=True, genre=genre, temperature=temperature,
+                               top_k=top_k, top_p=top_p, seed=seed, _shifts=(rs, ps))
+        bars = V.bars(int(bars) if isinstance(bars, str) else bars, hi=V.MAX_GEN_BARS,
+                      allow_none=True)
         sampling = self._sampling(temperature, top_k, top_p)
         seed = self._seed(seed)
         g = self._genre(genre)
@@ -328,6 +336,95 @@ class MusicVAE:
             enc = enc.first_bars(V.MAX_GEN_BARS)
         return self._from_latents(self._own_latents(enc), enc.rhythm + rs, enc.polyphony + ps,
                                   g, seed, sampling, enc.timesigs)
+
+    # ------------------------------------------------------------------ infilling
+    @property
+    def can_infill(self) -> bool:
+        """Whether this model was trained for infilling (``train --infill``, FILL token)."""
+        return self.config.train.infill > 0 and T.FILL in self.tokenizer.vocab
+
+    def infill(self, song: Song, bars, like: Song | None = None, keep_latents: bool = False,
+               rhythm=None, polyphony=None, genre: str | None = None, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+               _shifts: tuple[int, int] | None = None) -> symusic.Score:
+        """Rewrite the bars in ``bars`` ("9-12", "3-4,11-12" or [(9, 12)], numbered from 1,
+        inclusive) so that they lead from the bars before into the bars after; every other bar
+        is kept note for note. Returns the whole song.
+
+        The gap's latents come from the prior (new bars), from the song itself
+        (``keep_latents``: a variation) or from ``like``'s bars of the same numbers (wrapping
+        round a shorter song); its attributes are the original bars' unless ``rhythm`` /
+        ``polyphony`` give classes (one value, or one per gap bar). Ranges are filled left to
+        right, each reading the bars already filled."""
+        sampling = self._sampling(temperature, top_k, top_p)
+        seed = self._seed(seed)
+        g = self._genre(genre)
+        if not self.can_infill:
+            raise UserError(f"{self.run_dir} was trained without infilling: train a model with "
+                            "--infill on a DATA_DIR prepared by this mtvae version")
+        if like is not None and keep_latents:
+            raise UserError("--like and --keep-latents exclude each other: choose one")
+        enc = self.read(song)
+        ranges = V.bar_ranges(bars, len(enc.bar_starts))
+        like_z = None if like is None else self._latents(self.read(like)).cpu()
+        return self._infill(enc, ranges, like_z, keep_latents, rhythm, polyphony, g, sampling,
+                            seed, _shifts)
+
+    def infill_context(self) -> int:
+        """Tokens of context around a gap: the length of a training window."""
+        return self.config.train.segments * self.config.model.seg_len
+
+    @torch.no_grad()
+    def _infill(self, enc: EncodedInput, ranges, like_z, keep_latents: bool, rhythm, polyphony,
+                genre: int, sampling: Sampling, seed: int, shifts=None) -> symusic.Score:
+        head = enc.ids[:int(enc.bar_starts[0])].tolist()
+        ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
+        bars = [enc.ids[a:b].tolist() for a, b in zip(enc.bar_starts, ends)]
+        z = (self._latents(enc).cpu() if self.model.encoder is not None
+             else torch.zeros(len(bars), self.config.model.d_latent))
+        r, p = enc.rhythm.copy(), enc.polyphony.copy()
+        top = self.n_classes - 1
+        fill = int(self.tokenizer.vocab[T.FILL])
+        ctx = self.infill_context()
+        mean_bar = max(len(enc.ids) / len(bars), 1.0)
+        for k, (a, b) in enumerate(ranges):
+            n = b - a
+            if keep_latents:
+                zg = z[a:b].clone()
+            elif like_z is not None:
+                zg = like_z[torch.arange(a, b) % len(like_z)]
+            else:
+                zg = self._z_prior(n, seed + 7919 * k)
+            rg = self._per_bar(rhythm, n, None, "rhythm") if rhythm is not None else r[a:b].copy()
+            pg = (self._per_bar(polyphony, n, None, "polyphony") if polyphony is not None
+                  else p[a:b].copy())
+            if shifts is not None:
+                rg, pg = np.clip(rg + shifts[0], 0, top), np.clip(pg + shifts[1], 0, top)
+            # whole bars after the gap (up to half the context, at least one), then before it
+            after, used = [], 0
+            for j in range(b, len(bars)):
+                if after and used + len(bars[j]) > ctx // 2:
+                    break
+                after.append(j)
+                used += len(bars[j])
+            budget = ctx - used - n * mean_bar
+            before = []
+            for j in range(a - 1, -1, -1):
+                if before and len(bars[j]) > budget:
+                    break
+                before.insert(0, j)
+                budget -= len(bars[j])
+            ctx_bars = before + after
+            prompt = [t for j in ctx_bars for t in bars[j]] + [fill]
+            zz = torch.cat([z[ctx_bars], zg])
+            cond = self._cond(zz, np.r_[r[ctx_bars], rg], np.r_[p[ctx_bars], pg], genre)
+            plan = Plan(cond, n, prompt=prompt, seed=seed + k,
+                        timesigs=[int(t) for t in enc.timesigs[a:b]])
+            new = generate(self.model, self.grammar, [plan], sampling)[0]
+            starts = [i for i, t in enumerate(new) if self.grammar.kind[t] == T.BAR] + [len(new)]
+            bars[a:b] = [new[i:j] for i, j in zip(starts, starts[1:])]
+            z[a:b], r[a:b], p[a:b] = zg, rg, pg
+        return self.tokenizer.decode(head + [t for bar in bars for t in bar])
 
     def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,

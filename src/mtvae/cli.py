@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in
                  ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
                   "beta_max", "beta_warmup_steps", "beta_cycle_steps", "free_bits",
-                  "word_dropout", "aux_weight")
+                  "word_dropout", "aux_weight", "infill")
                  if getattr(args, k) is not None}
     model = {}
     if args.d_latent is not None:
@@ -56,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
         model["use_memory"] = False
     if args.no_compression:
         model["use_compression"] = False
+    if args.no_bar_bias:
+        model["bar_bias"] = False
     summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
                     model_overrides=model, **overrides)
@@ -85,8 +87,10 @@ def _sampling(args) -> dict:
     return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
 
 
-def _write(args, model, pieces: list, names: list[str], extra: dict | None = None) -> int:
-    """Render every piece (MIDI, PNG, WAV) into --out and write settings.json beside them."""
+def _write(args, model, pieces: list, names: list[str], extra: dict | None = None,
+           shade: list | None = None) -> int:
+    """Render every piece (MIDI, PNG, WAV) into --out and write settings.json beside them;
+    ``shade``: per piece, bar ranges [(start, stop)] shaded in its piano roll."""
     import json
     from pathlib import Path
 
@@ -99,12 +103,13 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "func"}
     files = []
-    for score, name in tqdm(list(zip(pieces, names)), desc="render", unit="piece",
-                            disable=args.quiet, leave=False):
+    for i, (score, name) in enumerate(tqdm(list(zip(pieces, names)), desc="render",
+                                           unit="piece", disable=args.quiet, leave=False)):
         title = f"{args.command} {name} · seed {args.seed} · T {args.temperature}"
         if getattr(args, "genre", None):
             title += f" · {args.genre}"
-        files.append(render(score, out / name, title=title, wav=not args.no_audio))
+        files.append(render(score, out / name, title=title, wav=not args.no_audio,
+                            shade=shade[i] if shade else None))
     settings.update({"mtvae_version": __version__, "model_hash": model.model_hash(),
                      "files": files, **(extra or {})})
     from .checkpoint import write_text
@@ -164,7 +169,36 @@ def _transfer(args) -> int:
     score = m.transfer(args.input, genre=args.genre, rhythm_shift=args.rhythm_shift,
                        polyphony_shift=args.polyphony_shift, bars=args.bars, seed=args.seed,
                        **_sampling(args))
-    return _write(args, m, [score], ["transfer"])
+    shade = None
+    if not args.bars.isdigit():  # bar ranges: the edited bars are shaded
+        from . import validate as V
+
+        shade = [V.bar_ranges(args.bars, len(m.read(args.input).bar_starts))]
+    return _write(args, m, [score], ["transfer"], shade=shade)
+
+
+def _classes(name: str, text: str | None):
+    """--rhythm 3 or --rhythm 3,4,5: one class, or one per bar."""
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")]
+    if not all(t.isdigit() for t in parts):
+        raise UserError(f"--{name} {text}: classes are whole numbers, one or one per bar (3,4,5)")
+    return [int(t) for t in parts]
+
+
+def _infill(args) -> int:
+    from . import validate as V
+
+    m = _load(args)
+    _seed(args)
+    score = m.infill(args.input, args.bars, like=args.like, keep_latents=args.keep_latents,
+                     rhythm=_classes("rhythm", args.rhythm),
+                     polyphony=_classes("polyphony", args.polyphony), genre=args.genre,
+                     seed=args.seed, **_sampling(args))
+    ranges = V.bar_ranges(args.bars, len(m.read(args.input).bar_starts))
+    return _write(args, m, [score], ["infill"],
+                  {"new_bars": [[a + 1, b] for a, b in ranges]}, shade=[ranges])
 
 
 def _render(args) -> int:
@@ -305,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--aux-weight", type=float, metavar="W",
                      help="weight of the bag-of-notes loss (pitch classes, onsets) from z")
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
+    lat.add_argument("--no-bar-bias", action="store_true",
+                     help="ablation: no direct path from each bar's code to its output logits")
+    pt.add_argument("--infill", type=float, metavar="P",
+                    help="share of training windows arranged for infilling (default 0.5)")
     pt.add_argument("--no-vae", action="store_true", help="ablation: decoder alone")
     pt.add_argument("--no-memory", action="store_true", help="ablation: no memory at all")
     pt.add_argument("--no-compression", action="store_true",
@@ -356,9 +394,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--genre")
     g.add_argument("--rhythm-shift", type=int, default=0, metavar="K")
     g.add_argument("--polyphony-shift", type=int, default=0, metavar="K")
-    g.add_argument("--bars", type=int, default=16, help="first N bars (default 16)")
+    g.add_argument("--bars", default="16",
+                   help="first N bars (default 16), or bar ranges to edit in place, keeping "
+                        "every other bar note for note (5-8 or 3-4,11-12; needs a model "
+                        "trained with --infill)")
     _add_sampling(g, "out/transfer")
     g.set_defaults(func=_transfer)
+
+    g = sub.add_parser("infill", help="rewrite bars of a song so they lead into what follows")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("input", metavar="IN.mid")
+    g.add_argument("--bars", required=True,
+                   help="bars to rewrite, numbered from 1: 9-12, or several ranges 3-4,11-12")
+    g.add_argument("--like", metavar="OTHER.mid",
+                   help="take the new bars' latents from this song's bars of the same numbers")
+    g.add_argument("--keep-latents", action="store_true",
+                   help="re-decode the bars from their own latents (a variation)")
+    g.add_argument("--rhythm", metavar="CLASS[,CLASS...]",
+                   help="rhythm class of the new bars (0-7): one, or one per new bar")
+    g.add_argument("--polyphony", metavar="CLASS[,CLASS...]",
+                   help="polyphony class of the new bars (0-7): one, or one per new bar")
+    g.add_argument("--genre")
+    _add_sampling(g, "out/infill")
+    g.set_defaults(func=_infill)
 
     g = sub.add_parser("render", help="MIDI -> piano-roll PNG and WAV")
     g.add_argument("input", metavar="IN.mid")

@@ -32,6 +32,9 @@ class ModelConfig:
     use_memory: bool = True
     use_compression: bool = True
     aux_head: bool = True  # a head that predicts each bar's pitch classes and onsets from z
+    # a direct path from each bar's conditioning (z, attributes, genre) to a bias on every
+    # output logit of the bar: the decoder cannot write a bar without reading its code
+    bar_bias: bool = True
 
     def __post_init__(self):
         from . import validate as V
@@ -104,6 +107,9 @@ class TrainConfig:
     log_every: int = 10
     word_dropout: float = 0.0  # share of the decoder's input tokens replaced by MASK
     aux_weight: float = 0.0  # weight of the bag-of-notes loss from z (needs aux_head)
+    # share of training windows arranged for infilling (bars before a gap, bars after it,
+    # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
+    infill: float = 0.5
 
     def __post_init__(self):
         from . import validate as V
@@ -133,6 +139,7 @@ class TrainConfig:
         V.integer("log_every", self.log_every, 1, 10**9)
         V.number("word_dropout", self.word_dropout, 0.0, 0.9)
         V.number("aux_weight", self.aux_weight, 0.0, 100.0)
+        V.number("infill", self.infill, 0.0, 1.0)
 
 
 @dataclass
@@ -173,8 +180,8 @@ class RunConfig:
 
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
-ADDED_LATER = {"ModelConfig": {"aux_head": False},
-               "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0}}
+ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False},
+               "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0}}
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None))}

@@ -60,7 +60,10 @@ def check_drawable(score: symusic.Score, wav: bool = True) -> None:
                             f"rendering is limited to {MAX_AUDIO_MINUTES} (use --png only)")
 
 
-def piano_roll(score: symusic.Score, path: str | Path, title: str = "") -> None:
+def piano_roll(score: symusic.Score, path: str | Path, title: str = "",
+               shade: list[tuple[int, int]] | None = None) -> None:
+    """Draw the notes, one colour per track, bar lines in grey; ``shade``: bar ranges
+    [(start, stop)], numbered from 0, drawn on a tinted background (e.g. infilled bars)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,8 +89,13 @@ def piano_roll(score: symusic.Score, path: str | Path, title: str = "") -> None:
         kind = "drums" if track.is_drum else f"program {track.program}"
         name = f"{track.name} ({kind})" if track.name else kind
         handles.append(Patch(color=c, label=name))
-    for b in bar_ticks(score):
+    ticks = bar_ticks(score)
+    for b in ticks:
         ax.axvline(b / tpq, color="0.75", lw=0.6, zorder=0)
+    for a, b in shade or []:
+        if a < len(ticks):
+            end = ticks[b] if b < len(ticks) else max(score.end(), ticks[-1] + 1)
+            ax.axvspan(ticks[a] / tpq, end / tpq, color="gold", alpha=0.18, zorder=0, lw=0)
     ax.autoscale_view()
     ax.set_xlabel("beats (quarter notes)")
     ax.set_ylabel("MIDI pitch")
@@ -185,15 +193,15 @@ def write_wav(score: symusic.Score, path: str | Path, quiet: bool = False) -> st
 
 
 def render(score: symusic.Score, stem: str | Path, title: str = "", wav: bool = True,
-           png: bool = True) -> dict[str, str]:
-    """Write stem.mid, stem.png and stem.wav; return their paths."""
+           png: bool = True, shade: list[tuple[int, int]] | None = None) -> dict[str, str]:
+    """Write stem.mid, stem.png and stem.wav; return their paths (``shade``: see piano_roll)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = {"mid": str(stem.with_suffix(".mid"))}
     atomic_write(out["mid"], lambda tmp: score.dump_midi(tmp))
     if png:
         out["png"] = str(stem.with_suffix(".png"))
-        piano_roll(score, out["png"], title)
+        piano_roll(score, out["png"], title, shade)
     if wav:
         try:
             check_drawable(score, wav=True)

@@ -28,7 +28,7 @@ from . import checkpoint as ck
 from . import validate as V
 from .config import RunConfig, TrainConfig, model_config
 from .data.dataset import load_meta, load_split, load_tokenizer
-from .data.tokens import Vocab
+from .data.tokens import FILL, Vocab
 from .data.windows import Augmenter, BarContent, TrainWindows, eval_batches, eval_windows
 from .errors import UserError
 from .model import MTVAE
@@ -106,8 +106,14 @@ class Trainer:
             content = BarContent(Vocab(tokenizer.vocab))
         # word dropout replaces decoder inputs by MASK (or PAD in a vocabulary without it)
         self.mask_id = int(tokenizer.vocab.get("MASK_None", m.pad_id))
+        fill_id = int(tokenizer.vocab.get(FILL, -1)) if not cfg.data.get("bpe") else -1
+        if t.infill > 0 and fill_id < 0:
+            raise UserError(f"--infill {t.infill}: {data_dir} has no {FILL} token (prepared "
+                            "by an older mtvae or with --bpe-vocab): run 'mtvae prepare' again, "
+                            "or pass --infill 0")
         self.windows = TrainWindows(self.train_store, self.length, t.batch_size, m.max_bar_len,
-                                    m.pad_id, t.seed, self.rank, self.world, augment, content)
+                                    m.pad_id, t.seed, self.rank, self.world, augment, content,
+                                    t.infill, fill_id)
         self.val_windows = eval_windows(self.val_store, self.length, t.val_windows)
         self.step, self.best, self.bad_rounds, self.history = 0, float("inf"), 0, []
         self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -427,6 +433,13 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
                             pad_id=meta["pad_id"], n_attr_classes=meta["attribute_classes"],
                             **overrides)
         tcfg = TrainConfig(preset=preset, **train_overrides)
+        if "infill" not in train_overrides and tcfg.infill > 0 and (
+                meta["bpe"] or FILL not in load_tokenizer(data_dir).vocab):
+            tcfg.infill = 0.0
+            if rank == 0:
+                print(f"note: {data_dir} has no {FILL} token (prepared by an older mtvae or "
+                      "with --bpe-vocab): training without infilling; run 'mtvae prepare' "
+                      "again for a model that can infill", file=sys.stderr)
         attrs = json.loads((data_dir / "attributes.json").read_text())
         cfg = RunConfig(model=mcfg, train=tcfg, data={
             "data_dir": str(data_dir.resolve()), "genres": meta["genres"],

@@ -134,3 +134,40 @@ def out_file(path, name: str) -> Path:
         raise UserError(f"{flag(name)} {p}: is a folder, expected a file name")
     out_dir(p.parent if str(p.parent) else ".", name)
     return p
+
+
+def bar_ranges(spec, n_bars: int, name: str = "bars") -> list[tuple[int, int]]:
+    """Bar ranges as the command line writes them, numbered from 1 and inclusive ("9-12",
+    "3-4,11-12", "5"), or a list of (first, last) pairs -> sorted [(start, stop)] numbered
+    from 0, stop exclusive. Refused: empty or backwards ranges, overlaps, bars past the end."""
+    flagged = f"{flag(name)} {spec}"
+    pairs = []
+    if isinstance(spec, str):
+        for part in spec.split(","):
+            a, sep, b = part.strip().partition("-")
+            if not a.strip().isdigit() or (sep and not b.strip().isdigit()):
+                raise UserError(f"{flagged}: write bar ranges as FIRST-LAST, e.g. 9-12 or 3-4,11-12")
+            pairs.append((int(a), int(b) if sep else int(a)))
+    elif isinstance(spec, (list, tuple)) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in p) for p in spec):
+        pairs = [tuple(p) for p in spec]
+    else:
+        raise UserError(f"{flagged}: write bar ranges as FIRST-LAST, e.g. 9-12 or 3-4,11-12")
+    if not pairs:
+        raise UserError(f"{flagged}: no bars given")
+    out = []
+    for a, b in pairs:
+        if a < 1 or b < a:
+            raise UserError(f"{flag(name)} {a}-{b}: an empty range (bars are numbered from 1, "
+                            "FIRST <= LAST)")
+        if b > n_bars:
+            raise UserError(f"{flag(name)} {a}-{b}: the song has {n_bars} bars")
+        if b - a + 1 > MAX_GEN_BARS:
+            raise UserError(f"{flag(name)} {a}-{b}: at most {MAX_GEN_BARS} bars per range")
+        out.append((a - 1, b))
+    out.sort()
+    for (a0, b0), (a1, b1) in zip(out, out[1:]):
+        if a1 < b0:
+            raise UserError(f"{flag(name)} {spec}: ranges {a0 + 1}-{b0} and {a1 + 1}-{b1} overlap")
+    return out

@@ -32,7 +32,8 @@ TOKENIZER_PARAMS = dict(
     pitch_range=(21, 109),
     beat_res={(0, 4): 8, (4, 12): 4},
     num_velocities=32,
-    special_tokens=["PAD", "BOS", "EOS", "MASK"],
+    # FILL: the infilling marker (training arrangement in ``windows.arrange_infill``)
+    special_tokens=["PAD", "BOS", "EOS", "MASK", "FILL"],
     use_chords=False,
     use_rests=False,
     use_tempos=True,
@@ -42,6 +43,9 @@ TOKENIZER_PARAMS = dict(
     num_tempos=32,
     tempo_range=(40, 250),
 )
+
+
+FILL = "FILL_None"  # the marker token between the bars around a gap and the gap's bars
 
 
 def make_tokenizer() -> REMI:

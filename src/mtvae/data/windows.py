@@ -5,6 +5,12 @@ line, plus every bar those tokens touch (for the encoder) and the bars' attribut
 song and which bar a batch uses is a pure function of (seed, step, rank), through torch's
 ``DistributedSampler`` for the song order, so a resumed or multi-process run sees exactly
 the batches an uninterrupted one would.
+
+Infilling: with probability ``infill`` a training window is rearranged (``arrange_infill``)
+as the bars before a gap, the bars after it, the ``FILL`` marker, then the gap's 1 to 8 bars,
+every token keeping the conditioning of the bar it came from; the decoder has read what
+follows the gap before it writes the gap. Nothing else (the model, the encoder's bars, the
+evaluation windows) changes.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from .dataset import SongStore
 from .tokens import PITCH, POSITION, TEMPO, TIMESIG, Vocab
 
 ONSET_STEPS = 16  # onset pattern of a bar: 16 equal steps (16th notes in 4/4)
+MAX_GAP = 8  # the longest gap (bars) of an infilling example
 
 
 @dataclass
@@ -103,10 +110,37 @@ class BarContent:
         return pc, on
 
 
+def arrange_infill(window: np.ndarray, rel_bars: np.ndarray, bar_ends: np.ndarray, fill_id: int,
+                   rng: np.random.Generator, max_gap: int = MAX_GAP):
+    """Rearrange a window for infilling: (tokens, bar of each token), or None when the
+    window holds no whole bar.
+
+    A gap of 1..``max_gap`` whole bars is drawn anywhere among the window's whole bars; the
+    result is ``before + after + [FILL] + gap``, ``after`` being the whole bars after the gap
+    (the window's last, cut bar is dropped, as at generation time the kept bars are whole).
+    ``FILL`` takes the bar of the token before it.
+    """
+    n = len(window)
+    whole = int(np.sum(bar_ends <= n))  # bars 0..whole-1 lie entirely in the window
+    if whole < 1:
+        return None
+    g = int(rng.integers(1, min(max_gap, whole) + 1))
+    g0 = int(rng.integers(0, whole - g + 1))
+    gs, ge, end = int(rel_bars[g0]), int(bar_ends[g0 + g - 1]), int(bar_ends[whole - 1])
+    bar_of = np.searchsorted(rel_bars, np.arange(n), side="right") - 1
+    before_after = np.r_[np.arange(gs), np.arange(ge, end)]
+    fill_bar = bar_of[before_after[-1]] if len(before_after) else g0
+    order = np.r_[before_after, -1, np.arange(gs, ge)]
+    tokens = np.where(order >= 0, window[np.maximum(order, 0)], fill_id)
+    bars = np.where(order >= 0, bar_of[np.maximum(order, 0)], fill_bar)
+    return tokens.astype(window.dtype, copy=False), bars
+
+
 def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len: int,
                  augment: Augmenter | None = None, rng: np.random.Generator | None = None,
-                 content: BarContent | None = None):
-    """One window of ``length`` input tokens from ``song`` starting at bar ``bar``."""
+                 content: BarContent | None = None, infill: float = 0.0, fill_id: int = -1):
+    """One window of ``length`` input tokens from ``song`` starting at bar ``bar``; with
+    probability ``infill`` arranged for infilling (``arrange_infill``)."""
     ids = np.asarray(store.ids(song))
     bars = np.asarray(store.bars(song))
     rhythm, poly = store.attributes(song)
@@ -123,6 +157,12 @@ def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len
                   zip(rel_bars, list(rel_bars[1:]) + [len(chunk)])]
     pos = np.arange(min(length, len(window) - 1))
     bar_idx = np.searchsorted(rel_bars, pos, side="right") - 1
+    if infill > 0 and fill_id >= 0 and rng.random() < infill:
+        ends = np.r_[rel_bars[1:], len(chunk)]
+        arranged = arrange_infill(window, rel_bars, ends, fill_id, rng)
+        if arranged is not None:
+            window, bar_of = arranged
+            bar_idx = bar_of[:len(window) - 1]
     whole = [chunk[a:b] for a, b in zip(rel_bars, list(rel_bars[1:]) + [len(chunk)])]
     targets = [content(b) for b in whole] if content is not None else []
     return {
@@ -131,6 +171,7 @@ def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len
         "rhythm": np.asarray(rhythm[bar:last_bar + 1]),
         "polyphony": np.asarray(poly[bar:last_bar + 1]),
         "genre": int(store.genre[song]),
+        "fill_id": fill_id,  # never a target: the marker is given, not predicted
     }
 
 
@@ -166,7 +207,7 @@ def collate(examples: list[dict], length: int, pad_id: int) -> Batch:
         w = e["window"]
         n = len(w) - 1
         inputs[i, :n] = w[:-1]
-        targets[i, :n] = w[1:]
+        targets[i, :n] = np.where(w[1:] == e.get("fill_id", -1), pad_id, w[1:])
         bar_idx[i, :n] = e["bar_idx"]
         bar_idx[i, n:] = e["bar_idx"][-1] if n else 0
         k = len(e["bar_tokens"])
@@ -189,9 +230,10 @@ class TrainWindows:
 
     def __init__(self, store: SongStore, length: int, batch_size: int, max_bar_len: int,
                  pad_id: int, seed: int = 0, rank: int = 0, world: int = 1,
-                 augment: Augmenter | None = None, content: BarContent | None = None):
+                 augment: Augmenter | None = None, content: BarContent | None = None,
+                 infill: float = 0.0, fill_id: int = -1):
         self.store, self.length, self.batch_size = store, length, batch_size
-        self.content = content
+        self.content, self.infill, self.fill_id = content, infill, fill_id
         self.max_bar_len, self.pad_id, self.seed, self.augment = max_bar_len, pad_id, seed, augment
         self.rank = rank
         self.sampler = DistributedSampler(range(len(store)), num_replicas=world, rank=rank,
@@ -217,7 +259,8 @@ class TrainWindows:
             last = max(int(np.searchsorted(bars, n - self.length - 1, side="right")) - 1, 0)
             bar = int(rng.integers(0, last + 1))
             examples.append(make_example(self.store, song, bar, self.length, self.max_bar_len,
-                                         self.augment, rng, self.content))
+                                         self.augment, rng, self.content, self.infill,
+                                         self.fill_id))
         return collate(examples, self.length, self.pad_id)
 
 

@@ -34,9 +34,14 @@ class MTVAE(nn.Module):
         # bag of notes from z alone: the bar's 12 pitch classes and 16 onset steps
         self.aux = (nn.Sequential(nn.Linear(cfg.d_latent, d), nn.GELU(), nn.Linear(d, 12 + 16))
                     if cfg.use_vae and cfg.aux_head else None)
+        # per bar, a bias on every output logit from its conditioning: the shortest path from
+        # z to what the bar plays (which pitches, positions, durations), beside in-attention
+        self.bar_bias = nn.Linear(self.d_cond, cfg.vocab_size) if cfg.bar_bias else None
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
+        if self.bar_bias is not None:  # starts neutral, like the conditioning projections
+            nn.init.zeros_(self.bar_bias.weight)
         # conditioning starts at zero: z ~ N(mu, 1) projected at init would swamp the token
         # embeddings (std 0.02) and stall early learning; it grows as it becomes useful
         for proj in self.decoder.cond:
@@ -77,9 +82,14 @@ class MTVAE(nn.Module):
             x = self.drop(self.embed(inputs[:, s:s + S]))
             full = x.shape[1] == S
             h, memory, recon = self.decoder(x, cond_tok[:, s:s + S], memory, push=full)
-            logits.append(self.head(h))
+            logits.append(self.logits(h, cond_tok[:, s:s + S]))
             recons.append(recon)
         return torch.cat(logits, dim=1), memory, torch.stack(recons).mean()
+
+    def logits(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Output logits of hidden states h [..., D] under their bars' conditions [..., d_cond]."""
+        out = self.head(h)
+        return out if self.bar_bias is None else out + self.bar_bias(cond)
 
     # ------------------------------------------------------------------ cached decoding
     def step(self, token: torch.Tensor, cond: torch.Tensor, state):
@@ -87,7 +97,10 @@ class MTVAE(nn.Module):
         h, state = self.decoder.step(self.embed(token)[:, None], cond[:, None], state)
         if state.fast.head is None:  # transposed for the same reason as FastWeights
             state.fast.head = self.head.weight.detach().t().contiguous()
-        return h[:, 0] @ state.fast.head, state
+        out = h[:, 0] @ state.fast.head
+        if self.bar_bias is not None:
+            out = out + self.bar_bias(cond)
+        return out, state
 
     def prefill(self, inputs: torch.Tensor, cond_tok: torch.Tensor):
         """Read a prompt (teacher-forced): whole segments at once, the rest step by step.

@@ -1,0 +1,167 @@
+"""Infilling (issue #11): the fill-in-the-middle arrangement of training windows, `infill`
+keeping every bar outside its ranges note for note (gap at the start, middle and end, several
+ranges, --like, --keep-latents), bar edits by `transfer --bars A-B`, and bad ranges."""
+
+import json
+
+import numpy as np
+import pytest
+from miditok.utils import get_bars_ticks
+
+from mtvae import MusicVAE
+from mtvae.cli import main
+from mtvae.data import load_split
+from mtvae.data import tokens as T
+from mtvae.data.windows import TrainWindows, make_example
+from mtvae.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def vae(tiny_run):
+    return MusicVAE.load(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def song(vae, nottingham):
+    """A tune of at least 12 bars."""
+    for p in nottingham:
+        if len(vae.read(p).bar_starts) >= 12:
+            return p
+    raise AssertionError("no Nottingham tune of 12 bars")
+
+
+def test_infilling_windows_are_the_bars_around_a_gap_then_the_gap(tiny_data, vae):
+    store = load_split(tiny_data, "train")
+    fill = vae.tokenizer.vocab[T.FILL]
+    bar_id = vae.grammar.bar_id
+    seen_gaps, seen_before, seen_after = set(), 0, 0
+    for s in range(len(store)):
+        for start_bar in (0, 3):
+            if start_bar >= len(store.bars(s)):
+                continue
+            plain = make_example(store, s, start_bar, 256, 96)
+            ex = make_example(store, s, start_bar, 256, 96, rng=np.random.default_rng(s),
+                              infill=1.0, fill_id=fill)
+            w, arranged = plain["window"], ex["window"]
+            assert list(arranged).count(fill) == 1
+            cut = list(arranged).index(fill)
+            around, gap = arranged[:cut], arranged[cut + 1:]
+            # the gap is whole bars taken from the window at a bar line ...
+            assert gap[0] == bar_id
+            starts = [i for i in range(len(w)) if w[i] == bar_id]
+            at = [i for i in starts if np.array_equal(w[i:i + len(gap)], gap)]
+            assert at, "the gap is not a run of the window's bars"
+
+            def fits(i):  # the tokens before FILL: the window without the gap, cut at a bar
+                if i + len(gap) < len(w) and w[i + len(gap)] != bar_id:
+                    return False
+                rest = np.r_[w[:i], w[i + len(gap):]]
+                return np.array_equal(around, rest[:len(around)]) and (
+                    len(around) == len(rest) or rest[len(around)] == bar_id)
+
+            i = next((i for i in at if fits(i)), None)  # (a tune may repeat the gap's bars)
+            assert i is not None, "the tokens before FILL are not the window without the gap"
+            seen_gaps.add(int(np.sum(gap == bar_id)))
+            seen_before += i > 0
+            seen_after += i + len(gap) < len(around) + len(gap)
+            # every token keeps its bar's conditioning; FILL is never a target
+            assert len(ex["bar_idx"]) == len(arranged) - 1
+    assert len(seen_gaps) >= 4 and max(seen_gaps) <= 8
+    assert seen_before and seen_after
+    batch = TrainWindows(store, 256, 8, 96, 0, infill=1.0, fill_id=fill).batch(0)
+    assert (batch.inputs == fill).sum() == 8 and not (batch.targets == fill).any()
+    # infill 0: exactly the windows of before
+    a = TrainWindows(store, 256, 8, 96, 0, infill=0.0, fill_id=fill).batch(3)
+    b = TrainWindows(store, 256, 8, 96, 0).batch(3)
+    assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("inputs", "bar_idx"))
+
+
+def notes_by_bar(score, n_bars: int) -> dict[int, set]:
+    """bar -> {(program, drum, onset, duration, pitch, velocity)} of the notes starting in it."""
+    ticks = list(get_bars_ticks(score))
+    out = {b: set() for b in range(n_bars)}
+    for tr in score.tracks:
+        for n in tr.notes:
+            b = int(np.searchsorted(ticks, n.time, side="right")) - 1
+            out.setdefault(b, set()).add((tr.program, tr.is_drum, n.time, n.duration, n.pitch,
+                                          n.velocity))
+    return out
+
+
+def check_kept(vae, song, out, ranges) -> None:
+    enc = vae.read(song)
+    n = len(enc.bar_starts)
+    ref = notes_by_bar(vae.tokenizer.decode(enc.ids.tolist()), n)
+    new = notes_by_bar(out, n)
+    assert len(T.encode_score(out, vae.tokenizer, vae.tables).bar_starts) == n
+    gap = {b for a, z in ranges for b in range(a - 1, z)}
+    for b in range(n):
+        if b not in gap:
+            assert new[b] == ref[b], f"bar {b + 1} changed"
+    assert any(new[b] for b in gap), "no notes in the new bars"
+    assert any(new[b] != ref[b] for b in gap), "the new bars are the old ones"
+
+
+@pytest.mark.parametrize("where", ["start", "middle", "end", "several"])
+def test_infill_keeps_every_other_bar_note_for_note(vae, song, where):
+    n = len(vae.read(song).bar_starts)
+    ranges = {"start": [(1, 2)], "middle": [(5, 8)], "end": [(n - 1, n)],
+              "several": [(2, 3), (7, 7), (n, n)]}[where]
+    spec = ",".join(f"{a}-{b}" for a, b in ranges)
+    out = vae.infill(song, spec, seed=1)
+    check_kept(vae, song, out, ranges)
+
+
+def test_like_keep_latents_and_bar_edits_keep_the_other_bars(vae, song, nottingham):
+    other = next(p for p in nottingham if p != song)
+    check_kept(vae, song, vae.infill(song, [(4, 6)], like=other, seed=2), [(4, 6)])
+    check_kept(vae, song, vae.infill(song, "4-6", keep_latents=True, rhythm=[7, 7, 7],
+                                     temperature=0.5, seed=2), [(4, 6)])
+    check_kept(vae, song, vae.transfer(song, bars="3-5", rhythm_shift=2, seed=3), [(3, 5)])
+    # the same seed gives the same new bars
+    a, b = vae.infill(song, "4-6", seed=5), vae.infill(song, "4-6", seed=5)
+    assert notes_by_bar(a, 12) == notes_by_bar(b, 12)
+    with pytest.raises(UserError, match="exclude each other"):
+        vae.infill(song, "4-6", like=other, keep_latents=True)
+
+
+def test_infill_command_writes_shaded_roll_and_settings(tiny_run, song, tmp_path, capsys):
+    out = tmp_path / "fill"
+    rc = main(["infill", str(tiny_run), str(song), "--bars", "3-4,9-10", "--seed", "1",
+               "--no-audio", "--quiet", "--out", str(out), "--rhythm", "2,3"])
+    assert rc == 0, capsys.readouterr().err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["new_bars"] == [[3, 4], [9, 10]]
+    assert (out / "infill.mid").stat().st_size > 0 and (out / "infill.png").stat().st_size > 0
+    rc = main(["transfer", str(tiny_run), str(song), "--bars", "2-3", "--rhythm-shift", "1",
+               "--no-audio", "--quiet", "--out", str(tmp_path / "edit")])
+    assert rc == 0
+
+
+@pytest.mark.parametrize("bars, says", [
+    ("3-6,5-8", "overlap"), ("9-999", "has"), ("5-3", "empty range"), ("0-2", "empty range"),
+    ("x", "FIRST-LAST"), ("3-", "FIRST-LAST"), (",", "FIRST-LAST"),
+])
+def test_bad_ranges_exit_2_with_one_line(tiny_run, song, bars, says, tmp_path, capsys):
+    out = tmp_path / "o"
+    rc = main(["infill", str(tiny_run), str(song), "--bars", bars, "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and says in err and "--bars" in err, err
+    assert not (out / "infill.mid").exists()
+    for opt in (["--rhythm", "3,x"], ["--rhythm", "9"]):
+        rc = main(["infill", str(tiny_run), str(song), "--bars", "2-3", *opt, "--quiet",
+                   "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "--rhythm" in err, err
+
+
+def test_a_model_trained_without_infilling_refuses_with_one_line(tiny_run, song, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["train"]["infill"] = 0.0
+    (old / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="trained without infilling"):
+        MusicVAE.load(old).infill(song, "2-3")
