@@ -165,3 +165,37 @@ def test_a_model_trained_without_infilling_refuses_with_one_line(tiny_run, song,
     (old / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="trained without infilling"):
         MusicVAE.load(old).infill(song, "2-3")
+
+
+def test_the_infilling_evaluation_measures_what_infill_writes(vae, song, nottingham):
+    from mtvae import metrics as M
+    from mtvae.evaluate import INFILL_BEFORE, format_table, infilling
+    from mtvae.generate import Sampling
+
+    songs = [song, next(p for p in nottingham[1:] if len(vae.read(p).bar_starts) >= 8)]
+    r = infilling(vae, songs, 4, Sampling(1.0), gaps=(2,))
+    row = r["2"]
+    assert row["songs"] == 2
+    a, b = INFILL_BEFORE + 1, INFILL_BEFORE + 2  # bars 5-6, numbered from 1
+    sims = []
+    for i, p in enumerate(songs):  # the same new bars through the public API
+        out = vae.infill(p, f"{a}-{b}", seed=4 + i)
+        enc = vae.read(p)
+        ref = vae.tokenizer.decode(enc.ids[enc.bar_starts[a - 1]:enc.bar_starts[b]].tolist())
+        new = T.encode_score(out, vae.tokenizer, vae.tables)
+        gap = vae.tokenizer.decode(new.ids[new.bar_starts[a - 1]:new.bar_starts[b]].tolist())
+        sims.append(M.bar_similarity(ref, gap, 2))
+    for k in ("chroma", "groove", "note_f1"):
+        assert row["infill"][k] == pytest.approx(np.mean([s[k] for s in sims]))
+    for name in ("infill", "continuation", "infill_own_latents", "continuation_own_latents"):
+        assert 0 <= row[name]["statistics_overlap"] <= 1 and row[name]["join_nll"] > 0
+    assert row["original"]["join_nll"] > 0
+    assert "2 bars: infill" in format_table({
+        "likelihood": {"bits_per_token": 1, "bits_per_note": 1, "reconstruction_nats_per_token": 1,
+                       "kl_nats_per_token": 1, "kl_nats_per_bar": 1,
+                       "teacher_forced_token_accuracy": 1, "tokens": 1},
+        "run_dir": "r", "split": "test", "parameters": 1, "infilling": r,
+        "control": {"rhythm": {"spearman_rho": 0}, "polyphony": {"spearman_rho": 0}},
+        "music_statistics": {"mtvae": {}},
+        "memorisation": {"longest_copied_run": {"median": 0, "max": 0},
+                         "sample_tokens": {"median": 0}}})

@@ -367,8 +367,9 @@ class MusicVAE:
         enc = self.read(song)
         ranges = V.bar_ranges(bars, len(enc.bar_starts))
         like_z = None if like is None else self._latents(self.read(like)).cpu()
-        return self._infill(enc, ranges, like_z, keep_latents, rhythm, polyphony, g, sampling,
-                            seed, _shifts)
+        head, bars = self._infill(enc, ranges, like_z, keep_latents, rhythm, polyphony, g,
+                                  sampling, seed, _shifts)
+        return self.tokenizer.decode(head + [t for bar in bars for t in bar])
 
     def infill_context(self) -> int:
         """Tokens of context around a gap: the length of a training window."""
@@ -376,7 +377,10 @@ class MusicVAE:
 
     @torch.no_grad()
     def _infill(self, enc: EncodedInput, ranges, like_z, keep_latents: bool, rhythm, polyphony,
-                genre: int, sampling: Sampling, seed: int, shifts=None) -> symusic.Score:
+                genre: int, sampling: Sampling, seed: int, shifts=None, see_after: bool = True):
+        """(tokens before the first bar, each bar's tokens) after filling ``ranges``.
+        ``see_after=False`` (for evaluation): the bars after a gap are not read, i.e. plain
+        continuation of the bars before it with the same latents and attributes."""
         head = enc.ids[:int(enc.bar_starts[0])].tolist()
         ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
         bars = [enc.ids[a:b].tolist() for a, b in zip(enc.bar_starts, ends)]
@@ -402,7 +406,7 @@ class MusicVAE:
                 rg, pg = np.clip(rg + shifts[0], 0, top), np.clip(pg + shifts[1], 0, top)
             # whole bars after the gap (up to half the context, at least one), then before it
             after, used = [], 0
-            for j in range(b, len(bars)):
+            for j in range(b, len(bars) if see_after else b):
                 if after and used + len(bars[j]) > ctx // 2:
                     break
                 after.append(j)
@@ -415,7 +419,7 @@ class MusicVAE:
                 before.insert(0, j)
                 budget -= len(bars[j])
             ctx_bars = before + after
-            prompt = [t for j in ctx_bars for t in bars[j]] + [fill]
+            prompt = [t for j in ctx_bars for t in bars[j]] + ([fill] if see_after else [])
             zz = torch.cat([z[ctx_bars], zg])
             cond = self._cond(zz, np.r_[r[ctx_bars], rg], np.r_[p[ctx_bars], pg], genre)
             plan = Plan(cond, n, prompt=prompt, seed=seed + k,
@@ -424,7 +428,7 @@ class MusicVAE:
             starts = [i for i, t in enumerate(new) if self.grammar.kind[t] == T.BAR] + [len(new)]
             bars[a:b] = [new[i:j] for i, j in zip(starts, starts[1:])]
             z[a:b], r[a:b], p[a:b] = zg, rg, pg
-        return self.tokenizer.decode(head + [t for bar in bars for t in bar])
+        return head, bars
 
     def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,

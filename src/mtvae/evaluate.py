@@ -10,7 +10,10 @@
 * music statistics (Yang & Lerch 2018) of prior samples against the split, per feature the
   overlap area and KL of the two distributions, with the train split as the ceiling and any
   extra folders of MIDI (e.g. a baseline's samples) in the same table;
-* memorisation: the longest run of tokens a sample copies from the train split.
+* memorisation: the longest run of tokens a sample copies from the train split;
+* infilling (models trained with ``--infill``): gaps of 2, 4 and 8 bars blanked in held-out
+  songs and filled, against continuation that does not read the bars after the gap and
+  against the original bars (see ``infilling``).
 """
 
 from __future__ import annotations
@@ -166,6 +169,78 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
     return out
 
 
+INFILL_GAPS = (2, 4, 8)
+INFILL_BEFORE = 4  # bars kept before each gap
+
+
+@torch.no_grad()
+def join_nll(m: MusicVAE, bars: list[list[int]], rhythm, polyphony, timesigs, at: int) -> float:
+    """The model's mean negative log-likelihood (nats/token) of bar ``at``'s tokens, read in
+    order after the bars before it (as many whole bars as one training window holds), each
+    bar's z its posterior mean: how well the music before leads into bar ``at``."""
+    from .api import EncodedInput
+
+    ctx = m.infill_context()
+    first, used = at, len(bars[at])
+    while first > 0 and used + len(bars[first - 1]) <= ctx:
+        first -= 1
+        used += len(bars[first])
+    part = bars[first:at + 1]
+    ids = np.asarray([t for b in part for t in b], dtype=np.int64)
+    starts = np.cumsum([0] + [len(b) for b in part[:-1]])
+    sl = slice(first, at + 1)
+    enc = EncodedInput(ids, starts, rhythm[sl], polyphony[sl], timesigs[sl])
+    logits = m.teacher_forced_logits(enc)  # [len - 1, V]
+    targets = torch.from_numpy(ids[1:]).to(logits.device)
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    return float(nll[int(starts[-1]) - 1:].mean())
+
+
+def infilling(m: MusicVAE, songs: list[Path], seed: int, sampling: Sampling,
+              gaps=INFILL_GAPS) -> dict:
+    """For each held-out song and gap length g: bars ``INFILL_BEFORE + 1 .. + g`` blanked and
+    written again, with the gap's latents from the prior (new bars) and from the song's own
+    bars (``keep_latents``), each (a) infilled (reading the bars after the gap) and (b)
+    continued from the bars before only (same latents, attributes, seed). Against the
+    original gap: per-bar chroma / groove similarity and note F1, and the music statistics of
+    the new bars (overlap with the original gaps'); the join: the NLL of the first kept bar
+    after the gap (``join_nll``) after the new bars, beside the same after the original."""
+    out: dict = {"gaps": list(gaps), "bars_before": INFILL_BEFORE}
+    methods = [("infill", True, False), ("continuation", False, False),
+               ("infill_own_latents", True, True), ("continuation_own_latents", False, True)]
+    encs = [m.read(p) for p in songs]
+    for g in gaps:
+        a, b = INFILL_BEFORE, INFILL_BEFORE + g
+        use = [e for e in encs if len(e.bar_starts) > b]
+        if not use:
+            continue
+        row: dict = {"songs": len(use)}
+        orig_gaps, sims, joins, feats = [], {k: [] for k, *_ in methods}, \
+            {k: [] for k, *_ in methods + [("original",)]}, {k: [] for k, *_ in methods}
+        for i, e in enumerate(use):
+            ends = list(e.bar_starts[1:]) + [len(e.ids)]
+            bars = [e.ids[x:y].tolist() for x, y in zip(e.bar_starts, ends)]
+            ref = m.tokenizer.decode([t for bar in bars[a:b] for t in bar])
+            orig_gaps.append(ref)
+            joins["original"].append(join_nll(m, bars, e.rhythm, e.polyphony, e.timesigs, b))
+            for name, see_after, own in methods:
+                _, new = m._infill(e, [(a, b)], None, own, None, None, 0, sampling, seed + i,
+                                   see_after=see_after)
+                gap = m.tokenizer.decode([t for bar in new[a:b] for t in bar])
+                sims[name].append(M.bar_similarity(ref, gap, g))
+                feats[name].append(gap)
+                joins[name].append(join_nll(m, new, e.rhythm, e.polyphony, e.timesigs, b))
+        real_f = M.set_features(orig_gaps)
+        for name, *_ in methods:
+            stats = M.compare_sets(real_f, M.set_features(feats[name]))
+            row[name] = {k: float(np.mean([s[k] for s in sims[name]])) for k in sims[name][0]}
+            row[name]["join_nll"] = float(np.mean(joins[name]))
+            row[name]["statistics_overlap"] = float(np.mean([v["overlap"] for v in stats.values()]))
+        row["original"] = {"join_nll": float(np.mean(joins["original"]))}
+        out[str(g)] = row
+    return out
+
+
 def control(m: MusicVAE, per_class: int, bars: int, seed: int, **sampling) -> dict:
     """Spearman's rho between asked and measured bar attribute classes."""
     edges = m.config.data["attribute_edges"]
@@ -245,6 +320,10 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
         if len(recon_songs) == 1:  # a tiny split: the unrelated song comes from train
             partners = [p for p in _songs(data_dir, "train") if len(m.read(p).bar_starts) >= bars][:1]
         result["reconstruction"] = reconstruction(m, recon_songs, bars, seed, partners)
+    if m.can_infill:
+        progress("infilling ...")
+        result["infilling"] = infilling(m, recon_songs, seed, Sampling(*V.sampling(
+            temperature, top_k, top_p)))
     progress("control ...")
     result["control"] = control(m, control_per_class or max(1, samples // 16), bars, seed,
                                 **sampling)
@@ -300,6 +379,23 @@ def format_table(r: dict) -> str:
         sw = rc["latent_swap"]
         lines += ["", f"latent swap ({sw['bars']} bars): {sw['chroma_follows_donor']:.0%} of bars "
                   f"follow the donor's chroma, {sw['groove_follows_donor']:.0%} its groove"]
+    if r.get("infilling"):
+        inf = r["infilling"]
+        lines += ["", f"| infilling (gap after bar {inf['bars_before']}) | songs | chroma | "
+                  "groove | note F1 | statistics overlap | join NLL (nats/token) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for g in inf["gaps"]:
+            row = inf.get(str(g))
+            if not row:
+                continue
+            for name in ("infill", "continuation", "infill_own_latents",
+                         "continuation_own_latents"):
+                x = row[name]
+                lines.append(f"| {g} bars: {name.replace('_', ' ')} | {row['songs']} | "
+                             f"{x['chroma']:.3f} | {x['groove']:.3f} | {x['note_f1']:.3f} | "
+                             f"{x['statistics_overlap']:.3f} | {x['join_nll']:.3f} |")
+            lines.append(f"| {g} bars: original | {row['songs']} | | | | | "
+                         f"{row['original']['join_nll']:.3f} |")
     ct = r["control"]
     lines += ["", "| control | Spearman ρ |", "|---|---:|"]
     lines += [f"| {a} | {ct[a]['spearman_rho']:.3f} |" for a in ("rhythm", "polyphony")]
