@@ -125,6 +125,22 @@ CASES = [
     (["transfer", "RUN", "A", "--rhythm-shift", "100"], "--rhythm-shift"),
     (["transfer", "RUN", "A", "--polyphony-shift", "-9"], "--polyphony-shift"),
     (["transfer", "RUN", "A", "--genre", "Polka"], "--genre"),
+    (["transfer", "RUN", "A", "--bars", "-3"], "--bars"),
+    (["transfer", "RUN", "A", "--bars", "4-2"], "--bars"),
+    (["transfer", "RUN", "A", "--bars", "2-999"], "--bars"),
+    # infill
+    (["infill", "RUN", "A"], "--bars"),
+    (["infill", "RUN", "A", "--bars", "2-3,3-4"], "overlap"),
+    (["infill", "RUN", "A", "--bars", "3-2"], "--bars"),
+    (["infill", "RUN", "A", "--bars", "1-9999"], "--bars"),
+    (["infill", "RUN", "A", "--bars", "2..3"], "--bars"),
+    (["infill", "RUN", "A", "--bars", "2-3", "--like", "TMP/missing.mid"], "file not found"),
+    (["infill", "RUN", "A", "--bars", "2-3", "--like", "B", "--keep-latents"], "--like"),
+    (["infill", "RUN", "A", "--bars", "2-3", "--rhythm", "8"], "--rhythm"),
+    (["infill", "RUN", "A", "--bars", "2-3", "--polyphony", "-1"], "--polyphony"),
+    (["infill", "RUN", "A", "--bars", "2-3", "--temperature", "nan"], "--temperature"),
+    (["infill", "RUN", "A", "--bars", "2-3", "--genre", "Polka"], "--genre"),
+    (["infill", "RUN", "NONOTES", "--bars", "2-3"], "no notes"),
     # render
     (["render", "A", "--png", "DIR"], "--png"),
     (["render", "A", "--wav", "FILE/x.wav"], "--wav"),
@@ -156,7 +172,7 @@ def test_every_bad_argument_exits_2_with_one_line(paths, capsys, tmp_path, monke
     failures = []
     for argv, needle in CASES:
         args = expand(argv, paths)
-        if args[0] in ("sample", "continue", "interpolate", "reconstruct", "transfer") \
+        if args[0] in ("sample", "continue", "interpolate", "reconstruct", "transfer", "infill") \
                 and "--out" not in args:
             args += ["--out", paths["TMP"] + "/gen", "--quiet", "--no-audio"]
         code = main(args)

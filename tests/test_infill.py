@@ -199,3 +199,15 @@ def test_the_infilling_evaluation_measures_what_infill_writes(vae, song, notting
         "music_statistics": {"mtvae": {}},
         "memorisation": {"longest_copied_run": {"median": 0, "max": 0},
                          "sample_tokens": {"median": 0}}})
+
+
+def test_the_demo_shows_original_gap_and_infilled_bars(vae, song):
+    from mtvae.demo import _infill_example
+
+    rows = _infill_example(vae, [str(song)], seed=0)
+    assert [r[1] for r in rows] == ["infill_original", "infill_gap", "infill_new"]
+    n = len(vae.read(song).bar_starts)
+    orig, blank, new = (notes_by_bar(r[2], n) for r in rows)
+    assert orig[2] and orig[3] and not blank[2] and not blank[3] and new[2] | new[3]
+    assert all(orig[b] == blank[b] == new[b] for b in range(n) if b not in (2, 3))
+    assert all(r[4] == [(2, 4)] for r in rows)

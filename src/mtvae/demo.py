@@ -1,6 +1,6 @@
 """The main job on the built-in corpus, as ``make demo`` runs it: prepare, train, then write
-four samples, one continuation, one interpolation and one reconstruction (MIDI, PNG, WAV
-each) and ``index.html``, a page with every piano roll, an audio player and the loss curve."""
+four samples, one continuation, one interpolation, one reconstruction and one infilling
+(original, gap, infilled) (MIDI, PNG, WAV each) and ``index.html``, a page with every piano roll, an audio player and the loss curve."""
 
 from __future__ import annotations
 
@@ -48,13 +48,36 @@ def run_demo(out: str | Path, minutes: float = 5.0, source: str = "music21:bach"
     acc = m.token_accuracy(songs[0], bars=8)
     pieces.append(("Reconstruction", "reconstruction", m.reconstruct(songs[0], bars=8, seed=seed),
                    f"{Path(songs[0]).name}, first 8 bars; teacher-forced token accuracy {acc:.3f}"))
+    pieces += _infill_example(m, songs, seed)
     rows = []
-    for section, name, score, caption in pieces:
-        files = render(score, out / name, title=f"{name}: {caption}")
+    for section, name, score, caption, *shade in pieces:
+        files = render(score, out / name, title=f"{name}: {caption}",
+                       shade=shade[0] if shade else None)
         rows.append((section, name, caption, files))
     write_index(out, rows, run / "loss.png")
     print(f"== open {out / 'index.html'}")
     return out / "index.html"
+
+
+def _infill_example(m, songs: list[str], seed: int) -> list[tuple]:
+    """Bars 3-4 of the first held-out song of 6 bars or more: the original, the song with
+    those bars blanked, and the song with them infilled (new bars shaded)."""
+    song = next((p for p in songs if len(m.read(p).bar_starts) >= 6), None)
+    if song is None or not m.can_infill:
+        return []
+    enc = m.read(song)
+    ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
+    bars = [enc.ids[a:b].tolist() for a, b in zip(enc.bar_starts, ends)]
+    blank = [bar[:2] if k in (2, 3) else bar for k, bar in enumerate(bars)]  # Bar, TimeSig
+    name, gap = Path(song).name, [(2, 4)]
+    return [
+        ("Infilling", "infill_original", m.tokenizer.decode(enc.ids.tolist()),
+         f"{name} as the model reads it", gap),
+        ("Infilling", "infill_gap", m.tokenizer.decode([t for b in blank for t in b]),
+         f"{name} with bars 3-4 blanked", gap),
+        ("Infilling", "infill_new", m.infill(song, "3-4", seed=seed),
+         "bars 3-4 written again from the bars before and after them", gap),
+    ]
 
 
 def _held_out(data: Path, n: int) -> list[str]:
