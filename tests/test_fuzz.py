@@ -1,6 +1,6 @@
 """Seeded fuzzing: a few hundred hostile MIDI files made from ../shared/data (tests/midifuzz.py)
 go through ``prepare`` and through every command that reads MIDI (render, reconstruct,
-continue, transfer, interpolate). Every call must end with exit code 0 or 2 (a clean one-line
+continue, transfer, interpolate, infill). Every call must end with exit code 0 or 2 (a clean one-line
 refusal) — never a traceback, an internal error (exit 1), a hang or more than 2 GB of memory.
 
 The calls run in one child process (so its peak memory is measured on its own); each call is
@@ -72,6 +72,7 @@ def child(out: Path, n: int, run_dir: str, good: str) -> dict:
         api("continue", m.continue_, f, bars=1, seed=0)
         api("transfer", m.transfer, f, bars=2, rhythm_shift=1, seed=0)
         api("interpolate", m.interpolate, f, good, bars=1, steps=2, seed=0)
+        api("infill", m.infill, f, "1-1", seed=0)
         if i % 10 == 0:  # and the CLI end to end, files written
             call(["reconstruct", run_dir, str(f), "--bars", "2", "--out", o, "--no-audio",
                   "--quiet", "--seed", "0"])

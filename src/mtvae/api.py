@@ -202,17 +202,22 @@ class MusicVAE:
 
     def _decode(self, plans: list[Plan], sampling: Sampling, prompts: list[list[int]] | None = None,
                 use_cache: bool = True) -> list[symusic.Score]:
+        outs = self._generate(plans, sampling, use_cache)
+        scores = []
+        for i, new in enumerate(outs):
+            ids = (prompts[i] if prompts else []) + new
+            scores.append(self.tokenizer.decode(ids))
+        return scores
+
+    def _generate(self, plans: list[Plan], sampling: Sampling, use_cache: bool = True):
+        """Each plan's new tokens, with a progress bar when ``self.progress``."""
         from tqdm.auto import tqdm
 
         bar = tqdm(desc="generate", unit="tok", disable=not self.progress, leave=False)
         outs = generate(self.model, self.grammar, plans, sampling, use_cache=use_cache,
                         progress=lambda n: bar.update(n - bar.n))
         bar.close()
-        scores = []
-        for i, new in enumerate(outs):
-            ids = (prompts[i] if prompts else []) + new
-            scores.append(self.tokenizer.decode(ids))
-        return scores
+        return outs
 
     def _sampling(self, temperature, top_k, top_p) -> Sampling:
         return Sampling(*V.sampling(temperature, top_k, top_p))
@@ -424,7 +429,7 @@ class MusicVAE:
             cond = self._cond(zz, np.r_[r[ctx_bars], rg], np.r_[p[ctx_bars], pg], genre)
             plan = Plan(cond, n, prompt=prompt, seed=seed + k,
                         timesigs=[int(t) for t in enc.timesigs[a:b]])
-            new = generate(self.model, self.grammar, [plan], sampling)[0]
+            new = self._generate([plan], sampling)[0]
             starts = [i for i, t in enumerate(new) if self.grammar.kind[t] == T.BAR] + [len(new)]
             bars[a:b] = [new[i:j] for i, j in zip(starts, starts[1:])]
             z[a:b], r[a:b], p[a:b] = zg, rg, pg
