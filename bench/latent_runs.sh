@@ -31,10 +31,10 @@ case "${1:-pair1}" in
     export OMP_NUM_THREADS=2
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
     $M train "$DATA" --out runs/lat-long-aux $LONG $OLD --aux-weight 1 > logs/lat-long-aux.log 2>&1 ;;
-  long-bias)  # the same budget, one thread each: the old KL settings with the bar-bias path
-    # (now the default), alone and with the bag-of-notes loss
+  long-bias)  # the same budget, one thread each: the old KL settings with the bar-bias path,
+    # alone and with the bag-of-notes loss
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
-    run long-bias $LONG $OLD & run long-bias-aux $LONG $OLD --aux-weight 1 & wait ;;
+    run long-bias $LONG $OLD --bar-bias & run long-bias-aux $LONG $OLD --bar-bias --aux-weight 1 & wait ;;
   evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
     # two at a time (one per core)
     shift

@@ -135,13 +135,13 @@ def test_bar_profiles_on_real_music(nottingham):
 
 @pytest.fixture(scope="module")
 def latent_run(tiny_data, tmp_path_factory):
-    """A tiny model trained briefly with the latent levers (bag-of-notes loss, low β)."""
+    """A tiny model trained briefly with the latent levers (bag-of-notes loss, low β, bar bias)."""
     from mtvae.train import train
 
     run = tmp_path_factory.mktemp("runs") / "latent"
     train(tiny_data, run, preset="tiny", max_steps=100, val_every=50, batch_size=4, segments=2,
           quiet=True, device="cpu", aux_weight=1.0, beta_max=0.2, free_bits=1.0, word_dropout=0.3,
-          lr=2e-3)
+          lr=2e-3, model_overrides={"bar_bias": True})
     return run
 
 
@@ -174,7 +174,7 @@ def test_the_decoder_reads_its_latents(latent_run, tiny_data):
     assert sum(x and y for x, y in rows) >= 3, rows  # z changes the music for most songs
 
     with torch.no_grad():  # cut z out of every decoder layer's conditioning
-        for proj in [*m.model.decoder.cond, m.model.bar_bias]:
+        for proj in [*m.model.decoder.cond, m.model.bar_bias]:  # (the run has a bar bias)
             proj.weight[:, :m.config.model.d_latent] = 0
     assert not any(x or y for x, y in outcomes())
 

@@ -56,8 +56,8 @@ def _train(args: argparse.Namespace) -> int:
         model["use_memory"] = False
     if args.no_compression:
         model["use_compression"] = False
-    if args.no_bar_bias:
-        model["bar_bias"] = False
+    if args.bar_bias:
+        model["bar_bias"] = True
     summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
                     model_overrides=model, **overrides)
@@ -339,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--aux-weight", type=float, metavar="W",
                      help="weight of the bag-of-notes loss (pitch classes, onsets) from z")
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
-    lat.add_argument("--no-bar-bias", action="store_true",
-                     help="ablation: no direct path from each bar's code to its output logits")
+    lat.add_argument("--bar-bias", action="store_true",
+                     help="a direct path from each bar's code to a bias on its output logits")
     pt.add_argument("--infill", type=float, metavar="P",
                     help="share of training windows arranged for infilling (default 0.5)")
     pt.add_argument("--no-vae", action="store_true", help="ablation: decoder alone")
