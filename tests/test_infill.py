@@ -43,6 +43,7 @@ def test_infilling_windows_are_the_bars_around_a_gap_then_the_gap(tiny_data, vae
             ex = make_example(store, s, start_bar, 256, 96, rng=np.random.default_rng(s),
                               infill=1.0, fill_id=fill)
             w, arranged = plain["window"], ex["window"]
+            assert len(arranged) <= len(w)  # FILL never makes a window longer
             assert list(arranged).count(fill) == 1
             cut = list(arranged).index(fill)
             around, gap = arranged[:cut], arranged[cut + 1:]
@@ -52,14 +53,19 @@ def test_infilling_windows_are_the_bars_around_a_gap_then_the_gap(tiny_data, vae
             at = [i for i in starts if np.array_equal(w[i:i + len(gap)], gap)]
             assert at, "the gap is not a run of the window's bars"
 
-            def fits(i):  # the tokens before FILL: the window without the gap, cut at a bar
-                if i + len(gap) < len(w) and w[i + len(gap)] != bar_id:
+            # a window whose bars are all whole loses the gap's last token (FILL takes its place)
+            shorts = (0, 1) if len(arranged) == len(w) else (0,)
+
+            def fits(i, short):  # the tokens before FILL: the window without the gap, cut at a bar
+                end = i + len(gap) + short
+                if end > len(w) or (end < len(w) and w[end] != bar_id):
                     return False
-                rest = np.r_[w[:i], w[i + len(gap):]]
+                rest = np.r_[w[:i], w[end:]]
                 return np.array_equal(around, rest[:len(around)]) and (
                     len(around) == len(rest) or rest[len(around)] == bar_id)
 
-            i = next((i for i in at if fits(i)), None)  # (a tune may repeat the gap's bars)
+            # (a tune may repeat the gap's bars)
+            i = next((i for i in at for short in shorts if fits(i, short)), None)
             assert i is not None, "the tokens before FILL are not the window without the gap"
             seen_gaps.add(int(np.sum(gap == bar_id)))
             seen_before += i > 0
@@ -74,6 +80,18 @@ def test_infilling_windows_are_the_bars_around_a_gap_then_the_gap(tiny_data, vae
     a = TrainWindows(store, 256, 8, 96, 0, infill=0.0, fill_id=fill).batch(3)
     b = TrainWindows(store, 256, 8, 96, 0).batch(3)
     assert all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("inputs", "bar_idx"))
+
+
+def test_a_window_of_whole_bars_keeps_its_length():
+    from mtvae.data.windows import arrange_infill
+
+    w = np.arange(100, 130)
+    starts = np.array([0, 5, 12, 20])
+    ends = np.r_[starts[1:], 30]  # the last bar ends exactly at the window's end
+    for seed in range(20):
+        tokens, bars = arrange_infill(w, starts, ends, 4, np.random.default_rng(seed))
+        assert len(tokens) == len(bars) == 30 and list(tokens).count(4) == 1
+        assert sorted(tokens[tokens != 4]) == sorted(w)[:29] or len(set(w) - set(tokens)) == 1
 
 
 def notes_by_bar(score, n_bars: int) -> dict[int, set]:

@@ -131,6 +131,7 @@ def arrange_infill(window: np.ndarray, rel_bars: np.ndarray, bar_ends: np.ndarra
     before_after = np.r_[np.arange(gs), np.arange(ge, end)]
     fill_bar = bar_of[before_after[-1]] if len(before_after) else g0
     order = np.r_[before_after, -1, np.arange(gs, ge)]
+    order = order[:n]  # never longer than the window (FILL adds one token when no bar is cut)
     tokens = np.where(order >= 0, window[np.maximum(order, 0)], fill_id)
     bars = np.where(order >= 0, bar_of[np.maximum(order, 0)], fill_bar)
     return tokens.astype(window.dtype, copy=False), bars
