@@ -6,6 +6,7 @@
     .venv/bin/python bench/figures.py latents RUN_DIR DATA_DIR --out docs/img/latents.png
     .venv/bin/python bench/figures.py interpolation RUN_DIR A.mid B.mid --out docs/img/interp.png
     .venv/bin/python bench/figures.py reconstructions RUN_DIR DATA_DIR --out docs/img/recon.png
+    .venv/bin/python bench/figures.py infilling RUN_DIR DATA_DIR --out docs/img/infill.png
 """
 
 from __future__ import annotations
@@ -166,10 +167,58 @@ def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: 
     fig.savefig(out, dpi=90)
 
 
+def infilling(run_dir: Path, data_dir: Path, out: Path, gap: int = 4, n: int = 2,
+              before: int = 4, after: int = 4) -> None:
+    """Held-out songs (evaluate's seeded order): bars ``before+1 .. before+gap`` blanked, then
+    the original, continuation that does not read what follows, and infilling (prior latents,
+    the same seed), each with the gap shaded and its join NLL (the first kept bar's)."""
+    from mtvae import MusicVAE
+    from mtvae import metrics as M
+    from mtvae.evaluate import join_nll
+    from mtvae.generate import Sampling
+
+    m = MusicVAE.load(run_dir)
+    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == "test"]
+    rng = np.random.default_rng(0)
+    picked = []
+    for i in rng.permutation(len(rows)):
+        e = m.read(rows[i]["file"])
+        if len(e.bar_starts) > before + gap + after:
+            picked.append((Path(rows[i]["file"]).name, e.first_bars(before + gap + after)))
+        if len(picked) == n:
+            break
+    a, b = before, before + gap
+    fig, axes = plt.subplots(n, 3, figsize=(15, 2.8 * n), squeeze=False)
+    for k, (name, e) in enumerate(picked):
+        ends = list(e.bar_starts[1:]) + [len(e.ids)]
+        orig = [e.ids[x:y].tolist() for x, y in zip(e.bar_starts, ends)]
+        versions = [("original", orig)]
+        for label, see in (("continuation (reads bars before only)", False),
+                           ("infill (reads bars before and after)", True)):
+            versions.append((label, m._infill(e, [(a, b)], None, False, None, None, 0,
+                                              Sampling(1.0), 0, see_after=see)[1]))
+        ref = m.tokenizer.decode([t for bar in orig[a:b] for t in bar])
+        for ax, (label, bars) in zip(axes[k], versions):
+            s = m.tokenizer.decode([t for bar in bars for t in bar])
+            beats = M._bars(s, s.end() / s.ticks_per_quarter + 1e-6)  # bar starts, in beats
+            _roll(ax, s, "", list(beats))
+            if len(beats) > b:
+                ax.axvspan(beats[a], beats[b], color="gold", alpha=0.2, zorder=0)
+            nll = join_nll(m, bars, e.rhythm, e.polyphony, e.timesigs, b)
+            gap_s = m.tokenizer.decode([t for bar in bars[a:b] for t in bar])
+            sim = M.bar_similarity(ref, gap_s, gap)
+            ax.set_title(f"{name}: {label}\njoin NLL {nll:.2f} nats/token · gap chroma "
+                         f"{sim['chroma']:.2f} groove {sim['groove']:.2f}", fontsize=8)
+    fig.suptitle(f"{run_dir.name}: bars {a + 1}-{b} of held-out songs written again (shaded)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("kind", choices=("curves", "overlap", "latents", "interpolation",
-                                     "reconstructions"))
+                                     "reconstructions", "infilling"))
     ap.add_argument("args", nargs="+")
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args()
@@ -178,6 +227,8 @@ def main() -> None:
         curves([Path(p) for p in a.args], a.out)
     elif a.kind == "overlap":
         overlap(Path(a.args[0]), a.out, a.args[1:])
+    elif a.kind == "infilling":
+        infilling(Path(a.args[0]), Path(a.args[1]), a.out)
     elif a.kind == "reconstructions":
         reconstructions(Path(a.args[0]), Path(a.args[1]), a.out)
     elif a.kind == "latents":
