@@ -176,13 +176,13 @@ INFILL_BEFORE = 4  # bars kept before each gap
 @torch.no_grad()
 def join_nll(m: MusicVAE, bars: list[list[int]], rhythm, polyphony, timesigs, at: int) -> float:
     """The model's mean negative log-likelihood (nats/token) of bar ``at``'s tokens, read in
-    order after the bars before it (as many whole bars as one training window holds), each
-    bar's z its posterior mean: how well the music before leads into bar ``at``."""
+    order after the bars before it (as many whole bars as one training window holds, at least
+    one), each bar's z its posterior mean: how well the music before leads into bar ``at``."""
     from .api import EncodedInput
 
     ctx = m.infill_context()
     first, used = at, len(bars[at])
-    while first > 0 and used + len(bars[first - 1]) <= ctx:
+    while first > 0 and (first == at or used + len(bars[first - 1]) <= ctx):  # >= 1 bar before
         first -= 1
         used += len(bars[first])
     part = bars[first:at + 1]
