@@ -126,6 +126,20 @@ def _roll(ax, s, title: str, bars: list[float] | None = None) -> None:
     ax.tick_params(labelsize=7)
 
 
+def _test_songs(m, data_dir: Path, bars: int, n: int) -> list:
+    """(name, first ``bars`` bars) of the first ``n`` test songs with that many bars, in a
+    seeded order."""
+    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == "test"]
+    out = []
+    for i in np.random.default_rng(0).permutation(len(rows)):
+        e = m.read(rows[i]["file"])
+        if len(e.bar_starts) >= bars:
+            out.append((Path(rows[i]["file"]).name, e.first_bars(bars)))
+        if len(out) == n:
+            break
+    return out
+
+
 def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: int = 3) -> None:
     """Three held-out songs (the first of evaluate's seeded order) beside their greedy
     reconstructions from the posterior means, and one latent swap (A decoded with B's latents)."""
@@ -134,15 +148,7 @@ def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: 
     from mtvae.generate import Sampling
 
     m = MusicVAE.load(run_dir)
-    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == "test"]
-    rng = np.random.default_rng(0)
-    encs = []
-    for i in rng.permutation(len(rows)):
-        e = m.read(rows[i]["file"])
-        if len(e.bar_starts) >= bars:
-            encs.append((Path(rows[i]["file"]).name, e.first_bars(bars)))
-        if len(encs) == n + 1:
-            break
+    encs = _test_songs(m, data_dir, bars, n + 1)
     fig, axes = plt.subplots(n + 1, 3, figsize=(15, 2.6 * (n + 1)))
     for k, (name, e) in enumerate(encs[:n]):
         ref = m.tokenizer.decode(e.ids.tolist())
@@ -178,20 +184,11 @@ def infilling(run_dir: Path, data_dir: Path, out: Path, gap: int = 4, n: int = 2
     from mtvae.generate import Sampling
 
     m = MusicVAE.load(run_dir)
-    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == "test"]
-    rng = np.random.default_rng(0)
-    picked = []
-    for i in rng.permutation(len(rows)):
-        e = m.read(rows[i]["file"])
-        if len(e.bar_starts) > before + gap + after:
-            picked.append((Path(rows[i]["file"]).name, e.first_bars(before + gap + after)))
-        if len(picked) == n:
-            break
+    picked = _test_songs(m, data_dir, before + gap + after, n)
     a, b = before, before + gap
     fig, axes = plt.subplots(n, 3, figsize=(15, 2.8 * n), squeeze=False)
     for k, (name, e) in enumerate(picked):
-        ends = list(e.bar_starts[1:]) + [len(e.ids)]
-        orig = [e.ids[x:y].tolist() for x, y in zip(e.bar_starts, ends)]
+        orig = e.bar_tokens()
         versions = [("original", orig)]
         for label, see in (("continuation (reads bars before only)", False),
                            ("infill (reads bars before and after)", True)):

@@ -47,6 +47,11 @@ class EncodedInput:
         return EncodedInput(self.ids[:end], self.bar_starts[:n], self.rhythm[:n], self.polyphony[:n],
                             self.timesigs[:n])
 
+    def bar_tokens(self) -> list[list[int]]:
+        """Each bar's tokens, as lists (tokens before the first bar are left out)."""
+        ends = list(self.bar_starts[1:]) + [len(self.ids)]
+        return [self.ids[a:b].tolist() for a, b in zip(self.bar_starts, ends)]
+
     def bars_from(self, first: int) -> EncodedInput:
         """The bars from ``first`` on (bar starts relative to the new first token)."""
         a = int(self.bar_starts[first])
@@ -387,8 +392,7 @@ class MusicVAE:
         ``see_after=False`` (for evaluation): the bars after a gap are not read, i.e. plain
         continuation of the bars before it with the same latents and attributes."""
         head = enc.ids[:int(enc.bar_starts[0])].tolist()
-        ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
-        bars = [enc.ids[a:b].tolist() for a, b in zip(enc.bar_starts, ends)]
+        bars = enc.bar_tokens()
         z = (self._latents(enc).cpu() if self.model.encoder is not None
              else torch.zeros(len(bars), self.config.model.d_latent))
         r, p = enc.rhythm.copy(), enc.polyphony.copy()

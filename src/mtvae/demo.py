@@ -66,9 +66,8 @@ def _infill_example(m, songs: list[str], seed: int) -> list[tuple]:
     if song is None or not m.can_infill:
         return []
     enc = m.read(song)
-    ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
-    bars = [enc.ids[a:b].tolist() for a, b in zip(enc.bar_starts, ends)]
-    blank = [bar[:2] if k in (2, 3) else bar for k, bar in enumerate(bars)]  # Bar, TimeSig
+    blank = [bar[:2] if k in (2, 3) else bar  # Bar, TimeSig
+             for k, bar in enumerate(enc.bar_tokens())]
     name, gap = Path(song).name, [(2, 4)]
     return [
         ("Infilling", "infill_original", m.tokenizer.decode(enc.ids.tolist()),

@@ -171,6 +171,9 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
 
 INFILL_GAPS = (2, 4, 8)
 INFILL_BEFORE = 4  # bars kept before each gap
+# (name, reads the bars after the gap, the gap's own latents instead of the prior's)
+INFILL_METHODS = (("infill", True, False), ("continuation", False, False),
+                  ("infill_own_latents", True, True), ("continuation_own_latents", False, True))
 
 
 @torch.no_grad()
@@ -206,8 +209,7 @@ def infilling(m: MusicVAE, songs: list[Path], seed: int, sampling: Sampling,
     the new bars (overlap with the original gaps'); the join: the NLL of the first kept bar
     after the gap (``join_nll``) after the new bars, beside the same after the original."""
     out: dict = {"gaps": list(gaps), "bars_before": INFILL_BEFORE}
-    methods = [("infill", True, False), ("continuation", False, False),
-               ("infill_own_latents", True, True), ("continuation_own_latents", False, True)]
+    methods = list(INFILL_METHODS)
     encs = [m.read(p) for p in songs]
     for g in gaps:
         a, b = INFILL_BEFORE, INFILL_BEFORE + g
@@ -218,8 +220,7 @@ def infilling(m: MusicVAE, songs: list[Path], seed: int, sampling: Sampling,
         orig_gaps, sims, joins, feats = [], {k: [] for k, *_ in methods}, \
             {k: [] for k, *_ in methods + [("original",)]}, {k: [] for k, *_ in methods}
         for i, e in enumerate(use):
-            ends = list(e.bar_starts[1:]) + [len(e.ids)]
-            bars = [e.ids[x:y].tolist() for x, y in zip(e.bar_starts, ends)]
+            bars = e.bar_tokens()
             ref = m.tokenizer.decode([t for bar in bars[a:b] for t in bar])
             orig_gaps.append(ref)
             joins["original"].append(join_nll(m, bars, e.rhythm, e.polyphony, e.timesigs, b))
@@ -388,8 +389,7 @@ def format_table(r: dict) -> str:
             row = inf.get(str(g))
             if not row:
                 continue
-            for name in ("infill", "continuation", "infill_own_latents",
-                         "continuation_own_latents"):
+            for name, *_ in INFILL_METHODS:
                 x = row[name]
                 lines.append(f"| {g} bars: {name.replace('_', ' ')} | {row['songs']} | "
                              f"{x['chroma']:.3f} | {x['groove']:.3f} | {x['note_f1']:.3f} | "
