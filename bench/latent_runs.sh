@@ -4,6 +4,7 @@
 # Nottingham data; two runs at a time, one CPU thread each. β reaches its maximum at step
 # 150 in every run so that the KL term acts within the budget.
 # Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long|long-aux|long-bias|evaluate RUN...|table
+#        DATA=data/pn2 bash bench/latent_runs.sh context|evaluate RUN...   (a DATA_DIR with FILL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -35,6 +36,11 @@ case "${1:-pair1}" in
     # alone and with the bag-of-notes loss
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
     run long-bias $LONG $OLD --bar-bias & run long-bias-aux $LONG $OLD --bar-bias --aux-weight 1 & wait ;;
+  context)  # context dropout at 0.25 and 0.5, the same budget and settings as runs/fim
+    # (bench/infill_runs.sh: today's defaults, infilling 0.5), one thread each
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    run cd25 $LONG $OLD --infill 0.5 --context-dropout 0.25 &
+    run cd50 $LONG $OLD --infill 0.5 --context-dropout 0.5 & wait ;;
   evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
     # two at a time (one per core)
     shift

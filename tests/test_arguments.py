@@ -68,6 +68,7 @@ CASES = [
     (["train", "TMP/nodata", "--out", "TMP/t"], "DATA_DIR not found"),
     (["train", "DATA", "--out", "TMP/t", "--word-dropout", "1"], "--word-dropout"),
     (["train", "DATA", "--out", "TMP/t", "--aux-weight", "-1"], "--aux-weight"),
+    (["train", "DATA", "--out", "TMP/t", "--context-dropout", "1.5"], "--context-dropout"),
     (["train", "DATA", "--out", "TMP/t", "--beta-max", "nan"], "--beta-max"),
     (["train", "DATA", "--out", "TMP/t", "--free-bits", "-1"], "--free-bits"),
     (["train", "DATA", "--out", "TMP/t", "--d-latent", "0"], "--d-latent"),

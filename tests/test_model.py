@@ -147,3 +147,40 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path):
         ck.atomic_write(path, dies_midway)
     assert path.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_context_dropout_cuts_a_bar_off_from_everything_before_it(tiny_data):
+    """A bar decoded alone (context dropout) must not see earlier bars, in its segment or in
+    the memory, yet must see its own earlier tokens, also across a segment boundary; the
+    other bars still see everything."""
+    model = build(tiny_data).eval()
+    batch = batch_of(tiny_data, model)
+    S = model.cfg.seg_len
+    bar = batch.bar_idx
+    alone = torch.zeros(batch.bar_mask.shape, dtype=torch.bool)
+    alone[:, 2] = True  # bar 2 of every window alone, bars 1 and 3 not
+    ref = model(batch, alone=alone)["logits"]
+    assert not torch.allclose(ref, model(batch)["logits"])  # the mask does something
+    changed = batch_of(tiny_data, model)
+    before = bar < 2
+    changed.inputs[before] = (changed.inputs[before] + 11) % model.cfg.vocab_size
+    out = model(changed, alone=alone)["logits"]
+    in2 = bar == 2
+    assert in2.any() and (bar > 2).any()
+    assert torch.allclose(out[in2], ref[in2], atol=1e-5)
+    assert not torch.allclose(out[bar == 3], ref[bar == 3], atol=1e-3)
+    # a bar's own tokens still count, also from the previous segment (through the memory)
+    L = bar.shape[1]
+    across = [(i, b, int(bar[i, b - 1])) for i in range(bar.shape[0])
+              for b in range(S, L, S) if bar[i, b - 1] == bar[i, b]]
+    assert across, "no window has a bar across a segment boundary"
+    i, b, k = across[0]
+    alone = torch.zeros(batch.bar_mask.shape, dtype=torch.bool)
+    alone[i, k] = True
+    ref = model(batch, alone=alone)["logits"]
+    own = batch_of(tiny_data, model)
+    own.inputs[i, b - 1] = (own.inputs[i, b - 1] + 11) % model.cfg.vocab_size
+    later = bar[i] == k
+    later[:b] = False
+    diff = (model(own, alone=alone)["logits"][i, later] - ref[i, later]).abs().max()
+    assert diff > 1e-4

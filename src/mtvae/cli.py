@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in
                  ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
                   "beta_max", "beta_warmup_steps", "beta_cycle_steps", "free_bits",
-                  "word_dropout", "aux_weight", "infill")
+                  "word_dropout", "aux_weight", "infill", "context_dropout")
                  if getattr(args, k) is not None}
     model = {}
     if args.d_latent is not None:
@@ -336,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--free-bits", type=float, metavar="NATS", help="free nats per latent dim")
     lat.add_argument("--word-dropout", type=float, metavar="P",
                      help="share of decoder input tokens replaced by MASK")
+    lat.add_argument("--context-dropout", type=float, metavar="P",
+                     help="share of training bars decoded from their code alone (no context)")
     lat.add_argument("--aux-weight", type=float, metavar="W",
                      help="weight of the bag-of-notes loss (pitch classes, onsets) from z")
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")

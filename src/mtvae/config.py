@@ -107,6 +107,9 @@ class TrainConfig:
     log_every: int = 10
     word_dropout: float = 0.0  # share of the decoder's input tokens replaced by MASK
     aux_weight: float = 0.0  # weight of the bag-of-notes loss from z (needs aux_head)
+    # share of training bars decoded without context: their tokens attend only to their own
+    # bar (no earlier bars, no memory), so z and the attributes are all they have to go on
+    context_dropout: float = 0.0
     # share of training windows arranged for infilling (bars before a gap, bars after it,
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
@@ -139,6 +142,7 @@ class TrainConfig:
         V.integer("log_every", self.log_every, 1, 10**9)
         V.number("word_dropout", self.word_dropout, 0.0, 0.9)
         V.number("aux_weight", self.aux_weight, 0.0, 100.0)
+        V.number("context_dropout", self.context_dropout, 0.0, 1.0)
         V.number("infill", self.infill, 0.0, 1.0)
 
 
@@ -181,7 +185,8 @@ class RunConfig:
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
 ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False},
-               "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0}}
+               "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0,
+                               "context_dropout": 0.0}}
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None))}

@@ -162,9 +162,15 @@ class Trainer:
             drop = torch.rand(batch.inputs.shape, generator=gen).to(self.device) < t.word_dropout
             batch.inputs = torch.where(drop & (batch.inputs != self.cfg.model.pad_id),
                                        self.mask_id, batch.inputs)
+        alone = None
+        if t.context_dropout > 0:  # seeded by the step, like word dropout
+            gen = torch.Generator().manual_seed(t.seed * 1_000_033 + self.step * 37 + self.rank)
+            alone = (torch.rand(batch.bar_mask.shape, generator=gen) < t.context_dropout
+                     ).to(self.device)
         with self.amp:
             out = (self.ddp or self.model)(batch, beta=beta, free_bits=t.free_bits,
-                                           recon_weight=t.recon_weight, aux_weight=t.aux_weight)
+                                           recon_weight=t.recon_weight, aux_weight=t.aux_weight,
+                                           alone=alone)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)

@@ -116,8 +116,10 @@ class Decoder(nn.Module):
         blk = self.blocks[layer]
         return blk.attn.project_kv(blk.ln1(states), ppos)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, memory: Memory, push: bool = True):
-        """One segment. x [B, S, D] embeddings, cond [B, S, d_cond].
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, memory: Memory, push: bool = True,
+                attn_mask: torch.Tensor | None = None):
+        """One segment. x [B, S, D] embeddings, cond [B, S, d_cond]; ``attn_mask`` [B, 1, S,
+        P + S] (True: allowed) narrows the causal attention over [prefix; segment].
 
         Returns (hidden [B, S, D], memory after this segment, reconstruction loss).
         """
@@ -127,7 +129,7 @@ class Decoder(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = x + self.cond[i](cond)
             inputs.append(x)
-            x, _ = blk(x, pos, self.layer_prefix(i, memory, ppos))
+            x, _ = blk(x, pos, self.layer_prefix(i, memory, ppos), attn_mask=attn_mask)
         recon = x.new_zeros(())
         if push:
             memory, recon = self.push(memory, inputs)

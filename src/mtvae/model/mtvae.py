@@ -70,18 +70,28 @@ class MTVAE(nn.Module):
         parts += [self.rhythm_emb(rhythm), self.poly_emb(polyphony), g]
         return torch.cat(parts, dim=-1)
 
-    def decode(self, inputs: torch.Tensor, cond_tok: torch.Tensor, memory: Memory | None = None):
+    def decode(self, inputs: torch.Tensor, cond_tok: torch.Tensor, memory: Memory | None = None,
+               bar_tok: torch.Tensor | None = None, alone_tok: torch.Tensor | None = None):
         """Teacher-forced decoding of [B, L] tokens, segment by segment, memory carried.
+        ``alone_tok`` [B, L] bool (with ``bar_tok`` [B, L], each token's bar): tokens that
+        attend only to tokens of their own bar, in the segment and in the memory (which must
+        start empty); see ``context_mask``.
 
         Returns (logits [B, L, V], memory after the last full segment, mean recon loss).
         """
         S = self.cfg.seg_len
+        fresh = memory is None
         memory = memory or self.decoder.empty_memory(inputs.shape[0], inputs.device)
+        if alone_tok is not None and not (fresh and bool(alone_tok.any())):
+            alone_tok = None
         logits, recons = [], []
         for s in range(0, inputs.shape[1], S):
             x = self.drop(self.embed(inputs[:, s:s + S]))
             full = x.shape[1] == S
-            h, memory, recon = self.decoder(x, cond_tok[:, s:s + S], memory, push=full)
+            mask = (None if alone_tok is None else
+                    context_mask(bar_tok, alone_tok, s, x.shape[1], *memory.lengths))
+            h, memory, recon = self.decoder(x, cond_tok[:, s:s + S], memory, push=full,
+                                            attn_mask=mask)
             logits.append(self.logits(h, cond_tok[:, s:s + S]))
             recons.append(recon)
         return torch.cat(logits, dim=1), memory, torch.stack(recons).mean()
@@ -122,10 +132,12 @@ class MTVAE(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(self, batch, beta: float = 1.0, free_bits: float = 0.0,
                 recon_weight: float = 1.0, sample: bool | None = None,
-                aux_weight: float = 0.0) -> dict:
+                aux_weight: float = 0.0, alone: torch.Tensor | None = None) -> dict:
         """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training).
         ``aux_weight``: weight of the bag-of-notes loss (binary cross-entropy of each bar's
-        pitch classes and onset steps predicted from its z alone)."""
+        pitch classes and onset steps predicted from its z alone). ``alone`` [B, NB] bool:
+        bars decoded without context (their tokens see only their own bar: context
+        dropout)."""
         sample = self.training if sample is None else sample
         mu = logvar = z = None
         if self.encoder is not None:
@@ -135,7 +147,9 @@ class MTVAE(nn.Module):
         cond_tok = torch.gather(
             cond_bars, 1, batch.bar_idx[..., None].expand(-1, -1, cond_bars.shape[-1])
         )
-        logits, _, recon = self.decode(batch.inputs, cond_tok)
+        alone_tok = None if alone is None else torch.gather(alone, 1, batch.bar_idx)
+        logits, _, recon = self.decode(batch.inputs, cond_tok, bar_tok=batch.bar_idx,
+                                       alone_tok=alone_tok)
         valid = batch.targets != self.cfg.pad_id
         n_tok = valid.sum().clamp(min=1)
         ce = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
@@ -159,3 +173,17 @@ class MTVAE(nn.Module):
                 loss = loss + aux_weight * aux
         out["loss"] = loss
         return out
+
+
+def context_mask(bar_tok: torch.Tensor, alone_tok: torch.Tensor, start: int, length: int,
+                 mem_len: int, cmem_len: int) -> torch.Tensor:
+    """[B, 1, S, C + M + S] attention mask of the segment ``start:start + length`` of a
+    teacher-forced pass that began with empty memory: the memory then holds the ``M`` tokens
+    just before the segment and the compressed memory older ones. A token marked in
+    ``alone_tok`` may attend only to tokens of its own bar (never the compressed memory);
+    the others are unrestricted (the causal mask still applies)."""
+    end = start + length
+    keys = torch.cat([bar_tok.new_full((bar_tok.shape[0], cmem_len), -1),
+                      bar_tok[:, start - mem_len:start], bar_tok[:, start:end]], dim=1)
+    own = bar_tok[:, start:end, None] == keys[:, None, :]
+    return (own | ~alone_tok[:, start:end, None])[:, None]
