@@ -4,7 +4,7 @@
 # Nottingham data; two runs at a time, one CPU thread each. β reaches its maximum at step
 # 150 in every run so that the KL term acts within the budget.
 # Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long|long-aux|long-bias|evaluate RUN...|table
-#        DATA=data/pn2 bash bench/latent_runs.sh context|evaluate RUN...   (a DATA_DIR with FILL)
+#        DATA=data/pn2 bash bench/latent_runs.sh context|ae|narrow|evaluate RUN...   (a DATA_DIR with FILL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -41,6 +41,13 @@ case "${1:-pair1}" in
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
     run cd25 $LONG $OLD --infill 0.5 --context-dropout 0.25 &
     run cd50 $LONG $OLD --infill 0.5 --context-dropout 0.5 & wait ;;
+  ae)  # a probe, not a model: no KL weight at all (β 0) and a narrow posterior from the start
+    # (log-variance -4), else as runs/fim: how much does the decoder read from a clean z?
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    run ae $LONG $OLD --infill 0.5 --init-logvar -4 --beta-max 0 ;;
+  narrow)  # the posterior starts narrow (log-variance -4 at initialisation), else as runs/fim
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    run narrow $LONG $OLD --infill 0.5 --init-logvar -4 ;;
   evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
     # two at a time (one per core)
     shift

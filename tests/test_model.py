@@ -184,3 +184,13 @@ def test_context_dropout_cuts_a_bar_off_from_everything_before_it(tiny_data):
     later[:b] = False
     diff = (model(own, alone=alone)["logits"][i, later] - ref[i, later]).abs().max()
     assert diff > 1e-4
+
+
+def test_the_posterior_can_start_narrow(tiny_data):
+    model = build(tiny_data, init_logvar=-4.0).eval()
+    batch = batch_of(tiny_data, model)
+    mu, logvar = model.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
+    wide = build(tiny_data).eval()
+    _, logvar0 = wide.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
+    real = batch.bar_mask
+    assert (logvar[real] - logvar0[real]).mean().item() == pytest.approx(-4.0, abs=1e-4)

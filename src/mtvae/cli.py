@@ -58,6 +58,10 @@ def _train(args: argparse.Namespace) -> int:
         model["use_compression"] = False
     if args.bar_bias:
         model["bar_bias"] = True
+    if args.init_logvar is not None:
+        from . import validate as V
+
+        model["init_logvar"] = V.number("init_logvar", args.init_logvar, -10.0, 10.0)
     summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
                     model_overrides=model, **overrides)
@@ -343,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
     lat.add_argument("--bar-bias", action="store_true",
                      help="a direct path from each bar's code to a bias on its output logits")
+    lat.add_argument("--init-logvar", type=float, metavar="L",
+                     help="posterior log-variance at initialisation (negative: z starts narrow)")
     pt.add_argument("--infill", type=float, metavar="P",
                     help="share of training windows arranged for infilling (default 0.5)")
     pt.add_argument("--no-vae", action="store_true", help="ablation: decoder alone")

@@ -35,6 +35,9 @@ class ModelConfig:
     # a direct path from each bar's conditioning (z, attributes, genre) to a bias on every
     # output logit of the bar (train --bar-bias; measured in docs/RESULTS.md, off by default)
     bar_bias: bool = False
+    # log-variance of the posterior at initialisation (the bias of its logvar half): 0 starts
+    # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar)
+    init_logvar: float = 0.0
 
     def __post_init__(self):
         from . import validate as V
@@ -47,6 +50,7 @@ class ModelConfig:
                              ("mem_len", 0, 65536), ("cmem_len", 0, 65536), ("cmem_ratio", 1, 64)):
             V.integer(name, getattr(self, name), lo, hi)
         V.number("dropout", self.dropout, 0.0, 0.9)
+        V.number("init_logvar", self.init_logvar, -10.0, 10.0)
         if self.pad_id >= self.vocab_size:
             raise UserError(f"pad_id {self.pad_id} is outside the vocabulary ({self.vocab_size})")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -184,7 +188,7 @@ class RunConfig:
 
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
-ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False},
+ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False, "init_logvar": 0.0},
                "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0,
                                "context_dropout": 0.0}}
 

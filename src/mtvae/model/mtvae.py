@@ -40,6 +40,8 @@ class MTVAE(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
+        if self.encoder is not None:  # the posterior's width at the start
+            nn.init.constant_(self.encoder.posterior.bias[cfg.d_latent:], cfg.init_logvar)
         if self.bar_bias is not None:  # starts neutral, like the conditioning projections
             nn.init.zeros_(self.bar_bias.weight)
         # conditioning starts at zero: z ~ N(mu, 1) projected at init would swamp the token
