@@ -6,7 +6,7 @@ alone (context dropout's mask: a bar sees only its own tokens). The gap to z = m
 bar, is what the latent tells the decoder. Prints a Markdown table and writes JSON.
 
     .venv/bin/python bench/latent_use.py runs/fim runs/lat-cd50 --data data/pn2 \
-        [--windows 100] [--json bench/results/latent_use.json]
+        [--windows 100] [--last] [--json bench/results/latent_use.json]
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 
 from mtvae import MusicVAE
+from mtvae import checkpoint as ck
 from mtvae.data.dataset import load_split
 from mtvae.data.windows import eval_batches, eval_windows
 
 
 @torch.no_grad()
-def measure(run: Path, data: Path, n_windows: int) -> dict:
-    m = MusicVAE.load(run)
+def measure(run: Path, data: Path, n_windows: int, weights: str = ck.BEST) -> dict:
+    m = MusicVAE.load(run, weights=weights)
     model, cfg = m.model, m.config
     store = load_split(data, "test")
     length = cfg.train.segments * cfg.model.seg_len
@@ -52,7 +53,7 @@ def measure(run: Path, data: Path, n_windows: int) -> dict:
                     reduction="sum")
                 key = f"{ctx}_{zname}"
                 sums[key] = sums.get(key, 0.0) + float(ce)
-    out = {"run": run.name, "windows": len(windows), "tokens": tokens, "bars": bars,
+    out = {"run": run.name, "weights": weights, "windows": len(windows), "tokens": tokens, "bars": bars,
            "context_dropout": cfg.train.context_dropout}
     for k, v in sums.items():
         out[f"ce_{k}_nats_per_token"] = v / tokens
@@ -67,9 +68,11 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--windows", type=int, default=100)
+    ap.add_argument("--last", action="store_true",
+                    help="the last weights of each run, not its best validation")
     ap.add_argument("--json", type=Path, default=Path("bench/results/latent_use.json"))
     a = ap.parse_args()
-    rows = [measure(r, a.data, a.windows) for r in a.runs]
+    rows = [measure(r, a.data, a.windows, ck.LAST if a.last else ck.BEST) for r in a.runs]
     print("| run | context dropout | CE with context: z = mu / 0 / another window's (nats/token) "
           "| gain from own z vs 0 / vs another's (nats/bar) | CE, every bar alone: mu / 0 / another's "
           "| gain alone vs 0 / vs another's (nats/bar) |")
