@@ -3,7 +3,8 @@ windows with z = the posterior mean, with z = 0 (the prior's centre: what a deco
 ignores z would do just as well with) and with each window's latents replaced by another
 window's (bar for bar), each with the decoder's context as usual and with every bar decoded
 alone (context dropout's mask: a bar sees only its own tokens). The gap to z = mu, in nats per
-bar, is what the latent tells the decoder. Prints a Markdown table and writes JSON.
+bar, is what the latent tells the decoder. Also the share of the posterior means' variance
+that lies between windows rather than between the bars of one window. Prints a Markdown table and writes JSON.
 
     .venv/bin/python bench/latent_use.py runs/fim runs/lat-cd50 --data data/pn2 \
         [--windows 100] [--last] [--json bench/results/latent_use.json]
@@ -34,8 +35,10 @@ def measure(run: Path, data: Path, n_windows: int, weights: str = ck.BEST) -> di
     windows = eval_windows(store, length, n_windows)
     sums: dict[str, float] = {}
     tokens = bars = 0
+    mus = []  # each window's posterior means [bars, d_latent]
     for batch in eval_batches(store, windows, length, 8, cfg.model.max_bar_len, cfg.model.pad_id):
         mu, _ = model.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
+        mus += [mu[i][batch.bar_mask[i]] for i in range(mu.shape[0])]
         other = mu.roll(1, dims=0)  # bar j of the previous window (its bar 0 where it had fewer)
         short = ~batch.bar_mask.roll(1, dims=0)
         other = torch.where(short[..., None], other[:, :1].expand_as(other), other)
@@ -55,6 +58,11 @@ def measure(run: Path, data: Path, n_windows: int, weights: str = ck.BEST) -> di
                 sums[key] = sums.get(key, 0.0) + float(ce)
     out = {"run": run.name, "weights": weights, "windows": len(windows), "tokens": tokens, "bars": bars,
            "context_dropout": cfg.train.context_dropout}
+    # how alike the latents of one window's bars are: the share of the posterior means'
+    # variance that lies between windows (0: bars as unrelated as bars of different songs)
+    every = torch.cat(mus)
+    within = torch.cat([m - m.mean(0) for m in mus if len(m) > 1]).pow(2).mean(0)
+    out["between_window_share"] = float(1 - within.sum() / every.var(0, unbiased=False).sum())
     for k, v in sums.items():
         out[f"ce_{k}_nats_per_token"] = v / tokens
     for ctx in ("context", "alone"):
@@ -75,14 +83,15 @@ def main() -> None:
     rows = [measure(r, a.data, a.windows, ck.LAST if a.last else ck.BEST) for r in a.runs]
     print("| run | context dropout | CE with context: z = mu / 0 / another window's (nats/token) "
           "| gain from own z vs 0 / vs another's (nats/bar) | CE, every bar alone: mu / 0 / another's "
-          "| gain alone vs 0 / vs another's (nats/bar) |")
-    print("|---|---:|---|---|---|---|")
+          "| gain alone vs 0 / vs another's (nats/bar) | variance of mu between windows |")
+    print("|---|---:|---|---|---|---|---:|")
     for r in rows:
         c = " / ".join(f"{r[f'ce_context_{z}_nats_per_token']:.3f}" for z in ("mu", "zero", "other"))
         g = " / ".join(f"{r[f'context_{z}_minus_mu_nats_per_bar']:.1f}" for z in ("zero", "other"))
         ca = " / ".join(f"{r[f'ce_alone_{z}_nats_per_token']:.3f}" for z in ("mu", "zero", "other"))
         ga = " / ".join(f"{r[f'alone_{z}_minus_mu_nats_per_bar']:.1f}" for z in ("zero", "other"))
-        print(f"| {r['run']} | {r['context_dropout']} | {c} | {g} | {ca} | {ga} |")
+        print(f"| {r['run']} | {r['context_dropout']} | {c} | {g} | {ca} | {ga} "
+              f"| {r['between_window_share']:.2f} |")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=a.json.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:

@@ -194,3 +194,51 @@ def test_the_posterior_can_start_narrow(tiny_data):
     _, logvar0 = wide.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
     real = batch.bar_mask
     assert (logvar[real] - logvar0[real]).mean().item() == pytest.approx(-4.0, abs=1e-4)
+
+
+def test_the_note_bag_holds_each_bars_tokens_and_carries_z_to_the_output(tiny_data):
+    from mtvae.model.mtvae import bar_bags
+
+    model = build(tiny_data, note_bag=True).eval()
+    batch = batch_of(tiny_data, model)
+    n_bars = batch.bar_mask.shape[1]
+    bag = bar_bags(batch.enc_tokens, batch.enc_bar, n_bars, model.cfg.vocab_size,
+                   model.cfg.pad_id)
+    filled = 0
+    for r in range(batch.enc_tokens.shape[0]):
+        for k in range(n_bars):
+            own = set(batch.enc_tokens[r][batch.enc_bar[r] == k].tolist()) - {model.cfg.pad_id}
+            assert set(torch.nonzero(bag[r, k]).flatten().tolist()) == own
+            filled += bool(own)
+    assert filled == int(batch.bar_mask.sum()) > 4
+
+    # at initialisation in-attention is closed (zero projections): z reaches the logits only
+    # through the bag, so another z changes them with the bag and leaves them without it
+    def logits_with(m, z):
+        cond = m.bar_conditions(z, batch.rhythm, batch.polyphony, batch.genre)
+        tok = torch.gather(cond, 1, batch.bar_idx[..., None].expand(-1, -1, cond.shape[-1]))
+        return m.decode(batch.inputs, tok)[0], tok
+
+    gen = torch.Generator().manual_seed(1)
+    z1, z2 = (torch.randn(*batch.bar_mask.shape, model.cfg.d_latent, generator=gen)
+              for _ in range(2))
+    plain = build(tiny_data).eval()
+    with torch.no_grad():
+        assert torch.equal(logits_with(plain, z1)[0], logits_with(plain, z2)[0])
+        a, tok = logits_with(model, z1)
+        assert (a - logits_with(model, z2)[0]).abs().max() > 1e-3
+        # cached decoding applies the same bag
+        last, _ = model.prefill(batch.inputs[:, :50], tok[:, :50])
+        assert torch.allclose(last, a[:, 49], atol=1e-4)
+
+    # the bag is learnt from z: its loss (nats per bar) falls on a fixed batch
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        out = model(batch, beta=0.1, free_bits=0.1)
+        first = first if first is not None else out["bag"].item()
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert out["bag"].item() < 0.5 * first

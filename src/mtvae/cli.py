@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in
                  ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
                   "beta_max", "beta_warmup_steps", "beta_cycle_steps", "free_bits",
-                  "word_dropout", "aux_weight", "infill", "context_dropout")
+                  "word_dropout", "aux_weight", "infill", "context_dropout", "bag_weight")
                  if getattr(args, k) is not None}
     model = {}
     if args.d_latent is not None:
@@ -58,6 +58,10 @@ def _train(args: argparse.Namespace) -> int:
         model["use_compression"] = False
     if args.bar_bias:
         model["bar_bias"] = True
+    if args.note_bag:
+        model["note_bag"] = True
+    elif args.bag_weight is not None and not args.resume:
+        raise UserError("--bag-weight: the note bag is off (add --note-bag)")
     if args.init_logvar is not None:
         from . import validate as V
 
@@ -347,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
     lat.add_argument("--bar-bias", action="store_true",
                      help="a direct path from each bar's code to a bias on its output logits")
+    lat.add_argument("--note-bag", action="store_true",
+                     help="z predicts which tokens each bar holds; that biases its output")
+    lat.add_argument("--bag-weight", type=float, metavar="W",
+                     help="weight of the note bag's loss (default 1; needs --note-bag)")
     lat.add_argument("--init-logvar", type=float, metavar="L",
                      help="posterior log-variance at initialisation (negative: z starts narrow)")
     pt.add_argument("--infill", type=float, metavar="P",

@@ -38,6 +38,9 @@ class ModelConfig:
     # log-variance of the posterior at initialisation (the bias of its logvar half): 0 starts
     # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar)
     init_logvar: float = 0.0
+    # the note bag: a head that predicts from z which tokens occur in the bar, whose
+    # log-probabilities are added to the bar's output logits (train --note-bag)
+    note_bag: bool = False
 
     def __post_init__(self):
         from . import validate as V
@@ -51,6 +54,8 @@ class ModelConfig:
             V.integer(name, getattr(self, name), lo, hi)
         V.number("dropout", self.dropout, 0.0, 0.9)
         V.number("init_logvar", self.init_logvar, -10.0, 10.0)
+        if self.note_bag and not self.use_vae:
+            raise UserError("the note bag (--note-bag) needs the VAE (drop --no-vae)")
         if self.pad_id >= self.vocab_size:
             raise UserError(f"pad_id {self.pad_id} is outside the vocabulary ({self.vocab_size})")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -114,6 +119,7 @@ class TrainConfig:
     # share of training bars decoded without context: their tokens attend only to their own
     # bar (no earlier bars, no memory), so z and the attributes are all they have to go on
     context_dropout: float = 0.0
+    bag_weight: float = 1.0  # weight of the note bag's loss, nats per bar (needs note_bag)
     # share of training windows arranged for infilling (bars before a gap, bars after it,
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
@@ -147,6 +153,7 @@ class TrainConfig:
         V.number("word_dropout", self.word_dropout, 0.0, 0.9)
         V.number("aux_weight", self.aux_weight, 0.0, 100.0)
         V.number("context_dropout", self.context_dropout, 0.0, 1.0)
+        V.number("bag_weight", self.bag_weight, 0.0, 100.0)
         V.number("infill", self.infill, 0.0, 1.0)
 
 
@@ -188,9 +195,10 @@ class RunConfig:
 
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
-ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False, "init_logvar": 0.0},
+ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False, "init_logvar": 0.0,
+                               "note_bag": False},
                "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0,
-                               "context_dropout": 0.0}}
+                               "context_dropout": 0.0, "bag_weight": 1.0}}
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None))}

@@ -170,6 +170,7 @@ class Trainer:
         with self.amp:
             out = (self.ddp or self.model)(batch, beta=beta, free_bits=t.free_bits,
                                            recon_weight=t.recon_weight, aux_weight=t.aux_weight,
+                                           bag_weight=t.bag_weight,
                                            alone=alone)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()

@@ -37,6 +37,12 @@ class MTVAE(nn.Module):
         # per bar, a bias on every output logit from its conditioning: the shortest path from
         # z to what the bar plays (which pitches, positions, durations), beside in-attention
         self.bar_bias = nn.Linear(self.d_cond, cfg.vocab_size) if cfg.bar_bias else None
+        # the note bag: from z alone, which vocabulary tokens occur in the bar (pitches,
+        # positions, durations, ...), trained on the bar's own tokens; every output logit of
+        # the bar gets log P(token occurs in the bar) added (a product of experts), so what z
+        # says the bar plays reaches the output without the decoder learning to read z first
+        self.bag = (nn.Sequential(nn.Linear(cfg.d_latent, d), nn.GELU(), nn.Linear(d, cfg.vocab_size))
+                    if cfg.use_vae and cfg.note_bag else None)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
@@ -100,8 +106,16 @@ class MTVAE(nn.Module):
 
     def logits(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Output logits of hidden states h [..., D] under their bars' conditions [..., d_cond]."""
-        out = self.head(h)
-        return out if self.bar_bias is None else out + self.bar_bias(cond)
+        return self.bar_terms(self.head(h), cond)
+
+    def bar_terms(self, out: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Logits [..., V] plus what comes straight from the bar's condition: the bar bias
+        and the note bag's log-probabilities (z is the first d_latent columns of ``cond``)."""
+        if self.bar_bias is not None:
+            out = out + self.bar_bias(cond)
+        if self.bag is not None:
+            out = out + F.logsigmoid(self.bag(cond[..., :self.cfg.d_latent]))
+        return out
 
     # ------------------------------------------------------------------ cached decoding
     def step(self, token: torch.Tensor, cond: torch.Tensor, state):
@@ -109,10 +123,7 @@ class MTVAE(nn.Module):
         h, state = self.decoder.step(self.embed(token)[:, None], cond[:, None], state)
         if state.fast.head is None:  # transposed for the same reason as FastWeights
             state.fast.head = self.head.weight.detach().t().contiguous()
-        out = h[:, 0] @ state.fast.head
-        if self.bar_bias is not None:
-            out = out + self.bar_bias(cond)
-        return out, state
+        return self.bar_terms(h[:, 0] @ state.fast.head, cond), state
 
     def prefill(self, inputs: torch.Tensor, cond_tok: torch.Tensor):
         """Read a prompt (teacher-forced): whole segments at once, the rest step by step.
@@ -134,12 +145,15 @@ class MTVAE(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(self, batch, beta: float = 1.0, free_bits: float = 0.0,
                 recon_weight: float = 1.0, sample: bool | None = None,
-                aux_weight: float = 0.0, alone: torch.Tensor | None = None) -> dict:
+                aux_weight: float = 0.0, alone: torch.Tensor | None = None,
+                bag_weight: float = 1.0) -> dict:
         """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training).
         ``aux_weight``: weight of the bag-of-notes loss (binary cross-entropy of each bar's
         pitch classes and onset steps predicted from its z alone). ``alone`` [B, NB] bool:
         bars decoded without context (their tokens see only their own bar: context
-        dropout)."""
+        dropout). ``bag_weight``: weight of the note bag's loss (binary cross-entropy of the
+        tokens each bar holds, predicted from its z; nats per bar, counted per target token
+        like the KL)."""
         sample = self.training if sample is None else sample
         mu = logvar = z = None
         if self.encoder is not None:
@@ -173,8 +187,27 @@ class MTVAE(nn.Module):
                 aux = F.binary_cross_entropy_with_logits(pred, target)
                 out["aux"] = aux
                 loss = loss + aux_weight * aux
+            if self.bag is not None:  # which tokens each bar holds, from its z alone
+                bag = bar_bags(batch.enc_tokens, batch.enc_bar, mu.shape[1], self.cfg.vocab_size,
+                               self.cfg.pad_id)
+                bce = F.binary_cross_entropy_with_logits(
+                    self.bag(z[batch.bar_mask]), bag[batch.bar_mask], reduction="sum")
+                out["bag"] = bce / n_bars  # nats per bar
+                loss = loss + bag_weight * bce / n_tok
         out["loss"] = loss
         return out
+
+
+def bar_bags(enc_tokens: torch.Tensor, enc_bar: torch.Tensor, n_bars: int, vocab_size: int,
+             pad_id: int) -> torch.Tensor:
+    """[R, n_bars, V] multi-hot: which tokens occur in each bar of packed bars (the encoder's
+    input, ``enc_bar`` -1 = padding)."""
+    R = enc_tokens.shape[0]
+    bag = enc_tokens.new_zeros((R, n_bars, vocab_size), dtype=torch.float)
+    keep = (enc_bar >= 0) & (enc_tokens != pad_id)
+    rows = torch.arange(R, device=enc_tokens.device)[:, None].expand_as(enc_tokens)
+    bag[rows[keep], enc_bar[keep], enc_tokens[keep]] = 1.0
+    return bag
 
 
 def context_mask(bar_tok: torch.Tensor, alone_tok: torch.Tensor, start: int, length: int,
