@@ -77,6 +77,7 @@ CASES = [
     (["train", "DATA", "--out", "TMP/t", "--d-latent", "0"], "--d-latent"),
     (["train", "DATA", "--out", "TMP/t", "--beta-cycle-steps", "-2"], "--beta-cycle-steps"),
     # sample
+    (["sample", "RUN", "--coherence", "1.5"], "--coherence"),
     (["sample", "RUN", "--temperature", "nan"], "--temperature"),
     (["sample", "RUN", "--temperature", "inf"], "--temperature"),
     (["sample", "RUN", "--temperature", "-1"], "--temperature"),
@@ -153,6 +154,7 @@ CASES = [
     (["render", "A", "--max-bars", "-1"], "--max-bars"),
     # evaluate
     (["evaluate", "RUN", "DATA", "--samples", "0"], "--samples"),
+    (["evaluate", "RUN", "DATA", "--coherence", "-0.5"], "--coherence"),
     (["evaluate", "RUN", "DATA", "--max-windows", "-1"], "--max-windows"),
     (["evaluate", "RUN", "DATA", "--bars", "0"], "--bars"),
     (["evaluate", "RUN", "DATA", "--top-k", "0"], "--top-k"),

@@ -198,3 +198,22 @@ def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):
     raw["model"].pop("d_model")  # anything else missing is still refused
     with pytest.raises(UserError, match="missing d_model"):
         RunConfig.from_json(json.dumps(raw))
+
+
+def test_coherent_prior_bars_share_part_of_their_latent(tiny_run):
+    import torch
+
+    m = MusicVAE.load(tiny_run)
+    assert torch.equal(m._z_prior(6, 3), m._z_prior(6, 3, 0.0))  # earlier seeds unchanged
+    one = m._z_prior(6, 3, 1.0)
+    assert torch.allclose(one, one[:1].expand_as(one))  # a single latent for every bar
+    z = torch.stack([m._z_prior(2, s, 0.5) for s in range(3000)])  # [draws, bars, d]
+    assert z.var(0).mean().item() == pytest.approx(1.0, abs=0.05)  # each bar still N(0, I)
+    a, b = z[:, 0] - z[:, 0].mean(0), z[:, 1] - z[:, 1].mean(0)
+    corr = ((a * b).mean(0) / (a.std(0) * b.std(0))).mean().item()
+    assert corr == pytest.approx(0.5, abs=0.05)
+    # it reaches the pieces: the default is the independent prior, and coherence changes them
+    same = m.sample(bars=4, seed=5, coherence=0.0)
+    assert onsets(same) == onsets(m.sample(bars=4, seed=5))
+    assert any(onsets(m.sample(bars=4, seed=s, coherence=0.9)) != onsets(m.sample(bars=4, seed=s))
+               for s in range(5, 9))

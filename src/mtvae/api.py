@@ -232,9 +232,16 @@ class MusicVAE:
         seed = V.seed(seed)
         return int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
 
-    def _z_prior(self, bars: int, seed: int | None) -> torch.Tensor:
+    def _z_prior(self, bars: int, seed: int | None, coherence: float = 0.0) -> torch.Tensor:
+        """[bars, d_latent] from the prior: each bar's z is N(0, I); with ``coherence`` c the
+        bars share a piece-wide part, z_i = sqrt(c) s + sqrt(1 - c) e_i (still N(0, I) each,
+        correlation c between any two bars)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn(bars, self.config.model.d_latent, generator=gen)
+        z = torch.randn(bars, self.config.model.d_latent, generator=gen)
+        if coherence > 0:  # drawn after the bars' own parts: coherence 0 keeps earlier draws
+            shared = torch.randn(1, z.shape[1], generator=gen)
+            z = coherence ** 0.5 * shared + (1.0 - coherence) ** 0.5 * z
+        return z
 
     @property
     def n_classes(self) -> int:
@@ -255,12 +262,16 @@ class MusicVAE:
 
     def sample(self, bars: int = 16, n: int = 1, genre: str | None = None, rhythm=None,
                polyphony=None, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None, meter: str | None = None):
+               top_p: float | None = None, seed: int | None = None, meter: str | None = None,
+               coherence: float = 0.0):
         """New pieces from the prior, every bar in ``meter`` (default: the training data's
-        most common). Returns a Score (n=1) or a list of n Scores."""
+        most common). ``coherence``: the share of each bar latent's variance that all bars of
+        a piece share (0: independent bars, as in training; 1: one latent for every bar).
+        Returns a Score (n=1) or a list of n Scores."""
         bars = V.bars(bars)
         ts = self.timesig_id(meter if meter is not None else self.default_meter())
         n = V.integer("n", n, 1, V.MAX_PIECES)
+        coherence = V.number("coherence", coherence, 0.0, 1.0)
         sampling = self._sampling(temperature, top_k, top_p)
         seed = self._seed(seed)
         g = self._genre(genre)
@@ -269,7 +280,7 @@ class MusicVAE:
             rng = np.random.default_rng([seed, i])
             r = self._per_bar(rhythm, bars, rng, "rhythm")
             p = self._per_bar(polyphony, bars, rng, "polyphony")
-            cond = self._cond(self._z_prior(bars, seed + i), r, p, g)
+            cond = self._cond(self._z_prior(bars, seed + i, coherence), r, p, g)
             plans.append(Plan(cond, bars, seed=seed + i, timesigs=[ts]))
         scores = self._decode(plans, sampling)
         return scores[0] if n == 1 else scores

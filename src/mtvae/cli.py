@@ -141,7 +141,7 @@ def _sample(args) -> int:
     _seed(args)
     pieces = m.sample(bars=args.bars, n=args.n, genre=args.genre, rhythm=args.rhythm,
                       polyphony=args.polyphony, seed=args.seed, meter=args.meter,
-                      **_sampling(args))
+                      coherence=args.coherence, **_sampling(args))
     pieces = pieces if isinstance(pieces, list) else [pieces]
     return _write(args, m, pieces, [f"sample_{i + 1:02d}" for i in range(len(pieces))])
 
@@ -253,7 +253,7 @@ def _evaluate(args) -> int:
     result = evaluate(args.run_dir, args.data_dir, split=args.split, samples=args.samples,
                       bars=args.bars, seed=args.seed, max_windows=args.max_windows,
                       device=args.device, compare=compare, temperature=args.temperature,
-                      top_k=args.top_k, top_p=args.top_p,
+                      top_k=args.top_k, top_p=args.top_p, coherence=args.coherence,
                       progress=(lambda msg: None) if args.quiet else print)
     print(format_table(result))
     if args.json:
@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="polyphony class of every bar (0-7)")
     g.add_argument("--meter", metavar="N/D",
                    help="meter of every bar (default: the training data's most common)")
+    g.add_argument("--coherence", type=float, default=0.0, metavar="C",
+                   help="share of each bar latent the bars have in common (0 independent "
+                        "bars, 1 one latent for all; default 0)")
     _add_sampling(g, "out/sample")
     g.set_defaults(func=_sample)
 
@@ -455,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling of the prior and control samples")
     g.add_argument("--top-k", type=int)
     g.add_argument("--top-p", type=float)
+    g.add_argument("--coherence", type=float, default=0.0, metavar="C",
+                   help="prior and control samples: share of each bar latent the bars have in "
+                        "common (as sample --coherence)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
     g.add_argument("--json", metavar="FILE")

@@ -269,11 +269,12 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
              seed: int = 0, max_windows: int | None = 200, device: str = "cpu",
              compare: dict[str, str] | None = None, control_per_class: int | None = None,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             progress=print, limits=None) -> dict:
+             progress=print, limits=None, coherence: float = 0.0) -> dict:
     """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes).
 
     ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
-    sampling by default; e.g. ``top_k`` to match a baseline that filters its samples)."""
+    sampling by default; e.g. ``top_k`` to match a baseline that filters its samples);
+    ``coherence`` how alike their bars' latents are (see ``MusicVAE.sample``)."""
     from . import validate as V
     from .data.midi import DEFAULT_LIMITS
 
@@ -286,6 +287,7 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     max_windows = V.integer("max_windows", max_windows, 0, 10**7, allow_none=True) or None
     V.integer("control_per_class", control_per_class, 1, 1024, allow_none=True)
     V.sampling(temperature, top_k, top_p)
+    coherence = V.number("coherence", coherence, 0.0, 1.0)
     meta = load_meta(data_dir)
     if meta.get("bpe"):
         raise UserError(f"{data_dir} holds BPE tokens; evaluate needs a DATA_DIR prepared "
@@ -298,7 +300,8 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
                     "samples": samples, "bars": bars, "seed": seed,
                     "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
                     "vae": m.model.encoder is not None,
-                    "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p}}
+                    "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p,
+                                 "coherence": coherence}}
     sampling = result["sampling"]
     rng = np.random.default_rng(seed)
     split_songs = _songs(data_dir, split)
