@@ -4,7 +4,7 @@
 # Nottingham data; two runs at a time, one CPU thread each. β reaches its maximum at step
 # 150 in every run so that the KL term acts within the budget.
 # Usage: bash bench/latent_runs.sh pair1|pair2|pair3|pair4|long|long-aux|long-bias|evaluate RUN...|table
-#        DATA=data/pn2 bash bench/latent_runs.sh context|ae|narrow|bag|evaluate RUN...   (a DATA_DIR with FILL)
+#        DATA=data/pn2 bash bench/latent_runs.sh context|ae|narrow|bag|slots|evaluate RUN...   (a DATA_DIR with FILL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -53,6 +53,9 @@ case "${1:-pair1}" in
     LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
     run bag $LONG $OLD --infill 0.5 --note-bag &
     run bag-fb50 $LONG --beta-max 1 --free-bits 0.5 --aux-weight 0 --word-dropout 0 --infill 0.5 --note-bag & wait ;;
+  slots)  # z read as 8 slots of 8 dimensions through cross-attention, else as runs/fim
+    LONG="--preset small --batch-size 4 --val-every 100 --patience 6 --quiet --max-steps 1000 --max-minutes 90 --beta-warmup-steps 500"
+    run slots8 $LONG $OLD --infill 0.5 --latent-slots 8 ;;
   evaluate)  # held-out test split: 16 songs' first 8 bars, 16 prior samples, 100 windows;
     # two at a time (one per core)
     shift

@@ -70,6 +70,8 @@ CASES = [
     (["train", "DATA", "--out", "TMP/t", "--aux-weight", "-1"], "--aux-weight"),
     (["train", "DATA", "--out", "TMP/t", "--context-dropout", "1.5"], "--context-dropout"),
     (["train", "DATA", "--out", "TMP/t", "--note-bag", "--no-vae"], "--note-bag"),
+    (["train", "DATA", "--out", "TMP/t", "--latent-slots", "5"], "--latent-slots"),
+    (["train", "DATA", "--out", "TMP/t", "--latent-slots", "0"], "--latent-slots"),
     (["train", "DATA", "--out", "TMP/t", "--bag-weight", "0.5"], "--bag-weight"),
     (["train", "DATA", "--out", "TMP/t", "--note-bag", "--bag-weight", "-1"], "--bag-weight"),
     (["train", "DATA", "--out", "TMP/t", "--beta-max", "nan"], "--beta-max"),

@@ -242,3 +242,35 @@ def test_the_note_bag_holds_each_bars_tokens_and_carries_z_to_the_output(tiny_da
         out["loss"].backward()
         opt.step()
     assert out["bag"].item() < 0.5 * first
+
+
+def test_latent_slots_are_read_by_cross_attention_in_training_and_cached_decoding(tiny_data):
+    model = build(tiny_data, latent_slots=4, init_logvar=-2.0).eval()
+    batch = batch_of(tiny_data, model, segments=8, size=2)
+    mu, logvar = model.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
+    assert mu.shape[-1] == model.cfg.d_latent  # K slots of d_latent / K, flattened
+    assert logvar[batch.bar_mask].mean().item() == pytest.approx(-2.0, abs=0.1)
+    with torch.no_grad():  # open the readers (they start closed, like in-attention)
+        for reader in model.decoder.slots:
+            torch.nn.init.normal_(reader.out.weight, std=0.05)
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(*batch.bar_mask.shape, model.cfg.d_latent, generator=gen)
+
+    def run(z):
+        cond = model.bar_conditions(z, batch.rhythm, batch.polyphony, batch.genre)
+        tok = torch.gather(cond, 1, batch.bar_idx[..., None].expand(-1, -1, cond.shape[-1]))
+        return model.decode(batch.inputs, tok)[0], tok
+
+    with torch.no_grad():
+        full, tok = run(z)
+        S = model.cfg.seg_len
+        for n in (S // 2, 2 * S + 3):  # inside the first segment, and after two were pushed
+            last, _ = model.prefill(batch.inputs[:, :n], tok[:, :n])
+            assert torch.allclose(last, full[:, n - 1], atol=1e-4)
+        # one slot of bar 1 reaches that bar's tokens and the later ones, never earlier ones
+        moved = z.clone()
+        moved[:, 1, :model.cfg.d_latent // 4] += 3.0
+        other, _ = run(moved)
+        bar = batch.bar_idx[0]
+        assert torch.equal(other[0, bar < 1], full[0, bar < 1])
+        assert (other[0, bar == 1] - full[0, bar == 1]).abs().max() > 1e-3

@@ -58,6 +58,10 @@ def _train(args: argparse.Namespace) -> int:
         model["use_compression"] = False
     if args.bar_bias:
         model["bar_bias"] = True
+    if args.latent_slots is not None:
+        from . import validate as V
+
+        model["latent_slots"] = V.integer("latent_slots", args.latent_slots, 1, 64)
     if args.note_bag:
         model["note_bag"] = True
     elif args.bag_weight is not None and not args.resume:
@@ -351,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
     lat.add_argument("--bar-bias", action="store_true",
                      help="a direct path from each bar's code to a bias on its output logits")
+    lat.add_argument("--latent-slots", type=int, metavar="K",
+                     help="read each bar's z as K slots through cross-attention (K divides "
+                          "--d-latent)")
     lat.add_argument("--note-bag", action="store_true",
                      help="z predicts which tokens each bar holds; that biases its output")
     lat.add_argument("--bag-weight", type=float, metavar="W",

@@ -41,6 +41,10 @@ class ModelConfig:
     # the note bag: a head that predicts from z which tokens occur in the bar, whose
     # log-probabilities are added to the bar's output logits (train --note-bag)
     note_bag: bool = False
+    # latent slots: each bar's z is read as this many slots of d_latent / slots dimensions,
+    # pooled by attention in the encoder and read by a cross-attention in every decoder
+    # layer besides in-attention (train --latent-slots; 0: off)
+    latent_slots: int = 0
 
     def __post_init__(self):
         from . import validate as V
@@ -54,6 +58,10 @@ class ModelConfig:
             V.integer(name, getattr(self, name), lo, hi)
         V.number("dropout", self.dropout, 0.0, 0.9)
         V.number("init_logvar", self.init_logvar, -10.0, 10.0)
+        V.integer("latent_slots", self.latent_slots, 0, 64)
+        if self.latent_slots and (self.d_latent % self.latent_slots or not self.use_vae):
+            raise UserError(f"--latent-slots {self.latent_slots}: needs the VAE and a d_latent "
+                            f"({self.d_latent}) that it divides")
         if self.note_bag and not self.use_vae:
             raise UserError("the note bag (--note-bag) needs the VAE (drop --no-vae)")
         if self.pad_id >= self.vocab_size:
@@ -196,7 +204,7 @@ class RunConfig:
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
 ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False, "init_logvar": 0.0,
-                               "note_bag": False},
+                               "note_bag": False, "latent_slots": 0},
                "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0,
                                "context_dropout": 0.0, "bag_weight": 1.0}}
 

@@ -23,7 +23,7 @@ class MTVAE(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, d)
         self.encoder = (
             BarEncoder(self.embed, cfg.enc_layers, d, cfg.n_heads, cfg.d_ff, cfg.d_latent,
-                       cfg.dropout)
+                       cfg.dropout, cfg.latent_slots)
             if cfg.use_vae else None
         )
         self.rhythm_emb = nn.Embedding(cfg.n_attr_classes, cfg.d_attr)
@@ -47,13 +47,16 @@ class MTVAE(nn.Module):
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
         if self.encoder is not None:  # the posterior's width at the start
-            nn.init.constant_(self.encoder.posterior.bias[cfg.d_latent:], cfg.init_logvar)
+            half = self.encoder.posterior.out_features // 2
+            nn.init.constant_(self.encoder.posterior.bias[half:], cfg.init_logvar)
         if self.bar_bias is not None:  # starts neutral, like the conditioning projections
             nn.init.zeros_(self.bar_bias.weight)
         # conditioning starts at zero: z ~ N(mu, 1) projected at init would swamp the token
         # embeddings (std 0.02) and stall early learning; it grows as it becomes useful
         for proj in self.decoder.cond:
             nn.init.zeros_(proj.weight)
+        for reader in self.decoder.slots or []:  # the latent slots' reading starts closed too
+            nn.init.zeros_(reader.out.weight)
         self.head.weight = self.embed.weight  # tied input and output embeddings
 
     @staticmethod
