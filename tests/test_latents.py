@@ -187,13 +187,14 @@ def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(tiny_run, old)
     raw = json.loads((old / "config.json").read_text())
-    for k in ("word_dropout", "aux_weight", "context_dropout"):
+    for k in ("word_dropout", "aux_weight", "context_dropout", "bag_weight"):
         raw["train"].pop(k)
-    for k in ("aux_head", "bar_bias", "init_logvar"):
+    for k in ("aux_head", "bar_bias", "init_logvar", "note_bag", "latent_slots"):
         raw["model"].pop(k)
     cfg = RunConfig.from_json(json.dumps(raw))
     assert cfg.model.aux_head is False and cfg.model.bar_bias is False
     assert cfg.model.init_logvar == 0.0 and cfg.train.context_dropout == 0.0
+    assert cfg.model.note_bag is False and cfg.model.latent_slots == 0
     assert cfg.train.aux_weight == 0.0
     raw["model"].pop("d_model")  # anything else missing is still refused
     with pytest.raises(UserError, match="missing d_model"):
