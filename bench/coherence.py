@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from mtvae import MusicVAE
+from mtvae import checkpoint as ck
 from mtvae import metrics as M
 from mtvae.evaluate import _real, _songs
 
@@ -49,10 +48,7 @@ def main() -> None:
         print(f"| {r['run']} | {r['coherence']} | "
               + " | ".join(f"{r['overlap'][k]:.3f}" for k in feats) + f" | {r['mean_overlap']:.3f} |")
     a.json.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=a.json.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rows, f, indent=1)
-    os.replace(tmp, a.json)
+    ck.atomic_write(a.json, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
     print(f"wrote {a.json}")
 
 

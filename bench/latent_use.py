@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -93,10 +91,7 @@ def main() -> None:
         print(f"| {r['run']} | {r['context_dropout']} | {c} | {g} | {ca} | {ga} "
               f"| {r['between_window_share']:.2f} |")
     a.json.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=a.json.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(rows, f, indent=1)
-    os.replace(tmp, a.json)
+    ck.atomic_write(a.json, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))
     print(f"wrote {a.json}")
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import symusic
 import torch
 
+from . import checkpoint as ck
 from . import metrics as M
 from .api import MusicVAE
 from .data import tokens as T
@@ -418,4 +419,5 @@ def format_table(r: dict) -> str:
 
 def write_json(result: dict, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(result, indent=2, default=float))
+    text = json.dumps(result, indent=2, default=float)
+    ck.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
