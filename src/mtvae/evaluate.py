@@ -117,6 +117,19 @@ def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
 
 
 @torch.no_grad()
+def held_out_songs(m: MusicVAE, songs: list[Path], n: int, bars: int,
+                   rng: np.random.Generator) -> list[Path]:
+    """The songs reconstruction and infilling are measured on: up to ``n`` of ``songs`` with
+    at least ``bars`` bars, in the order of ``rng``'s permutation."""
+    out = []
+    for i in rng.permutation(len(songs)):
+        if len(out) == n:
+            break
+        if len(m.read(songs[i]).bar_starts) >= bars:
+            out.append(songs[i])
+    return out
+
+
 def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
                    partners: list[Path] | None = None) -> dict:
     """Does the decoder read its latents? On the first ``bars`` bars of held-out songs:
@@ -312,13 +325,7 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     progress("likelihood ...")
     result["likelihood"] = likelihood(m, data_dir, split, max_windows)
 
-    # held-out songs with at least `bars` bars (up to 16), in a seeded order
-    recon_songs = []
-    for i in rng.permutation(len(split_songs)):
-        if len(recon_songs) == min(samples, 16):
-            break
-        if len(m.read(split_songs[i]).bar_starts) >= bars:
-            recon_songs.append(split_songs[i])
+    recon_songs = held_out_songs(m, split_songs, min(samples, 16), bars, rng)
     if result["vae"]:
         progress("reconstruction ...")
         partners = None

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue #10 at the issue's own budget: 2000 steps of `small` (batch 4 x 512 tokens, the same
+# batches as every latent run), one thread each, two at a time, on the re-barred data with FILL:
+#   long2k-base: today's defaults (as runs/fim, β at its maximum from step 1000)
+#   long2k-ae:   the probe: β 0 and a narrow posterior (as runs/lat-ae): an upper bound on
+#                what any KL setting can make the decoder read at this budget
+# The last weights at steps 500, 1000 and 1500 are kept as runs/<run>-s<step> (a learning
+# curve for bench/latent_curve.py). Patience is off: every run takes its 2000 steps.
+# Then `evaluate`: `mtvae evaluate` of the two final models (the probe's last weights, as
+# runs/long2k-ae-s2000: its best ELBO is early, as β 0 lets the KL grow), the latent metrics
+# of every snapshot (bench/latent_curve.py) and what the decoder reads (bench/latent_use.py).
+# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|evaluate
+set -euo pipefail
+cd "$(dirname "$0")/.."
+M=.venv/bin/mtvae
+DATA=${DATA:-data/pn2}
+[ -f "$DATA/meta.json" ] || $M prepare ../shared/data/pop909 ../shared/data/nottingham --out "$DATA" --quiet
+export OMP_NUM_THREADS=1
+mkdir -p logs bench/results
+LONG="--preset small --batch-size 4 --val-every 100 --patience 1000 --quiet --max-steps 2000 --max-minutes 170 --beta-warmup-steps 1000"
+OLD="--beta-max 1 --free-bits 0.25 --aux-weight 0 --word-dropout 0 --infill 0.5"
+snapshots() {  # copy the run with its last weights as model.safetensors at the given steps
+  run=$1; for s in 500 1000 1500; do
+    until grep -q "^$s,valid" "runs/$run/metrics.csv" 2>/dev/null; do sleep 20; done
+    sleep 5; rm -rf "runs/$run-s$s"; mkdir -p "runs/$run-s$s"
+    cp "runs/$run/config.json" "runs/$run/tokenizer.json" "runs/$run-s$s/"
+    cp "runs/$run/last.safetensors" "runs/$run-s$s/model.safetensors"
+  done; }
+run() { name=$1; shift; $M train "$DATA" --out runs/$name $LONG $OLD "$@" > logs/$name.log 2>&1; }
+case "${1:-train}" in
+  train)
+    run long2k-base & snapshots long2k-base &
+    run long2k-ae --init-logvar -4 --beta-max 0 & snapshots long2k-ae &
+    wait ;;
+  train-kl128)  # a VAE with a KL target of 128 nats per bar (free bits 2 nats per dimension,
+    # β 1 above it) and the probe's narrow start: the probe's information, with a prior
+    run long2k-kl128 --free-bits 2 --init-logvar -4 & snapshots long2k-kl128 & wait ;;
+  evaluate)
+    for r in long2k-base long2k-ae; do
+      rm -rf runs/$r-s2000; mkdir -p runs/$r-s2000
+      cp runs/$r/config.json runs/$r/tokenizer.json runs/$r-s2000/; cp runs/$r/last.safetensors runs/$r-s2000/model.safetensors
+    done
+    .venv/bin/python bench/latent_curve.py runs/long2k-base-s{500,1000,1500,2000} --data "$DATA" \
+      --json bench/results/latent_curve_base.json > logs/curve-base.txt
+    .venv/bin/python bench/latent_curve.py runs/long2k-ae-s{500,1000,1500,2000} --data "$DATA" \
+      --json bench/results/latent_curve_ae.json > logs/curve-ae.txt
+    .venv/bin/python bench/latent_use.py runs/long2k-{base,ae}-s{500,1000,1500,2000} --data "$DATA" \
+      --windows 40 --json bench/results/latent_use_2k.json > logs/use-2k.txt
+    for r in long2k-base-s2000 long2k-ae-s2000; do  # one core: the other may train
+      $M evaluate runs/$r "$DATA" --split test --samples 16 --bars 8 --max-windows 100 --quiet \
+         --json bench/results/eval_$r.json > bench/results/eval_$r.txt
+    done ;;
+esac
