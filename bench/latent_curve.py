@@ -20,6 +20,10 @@ from mtvae import checkpoint as ck
 from mtvae.evaluate import _songs, held_out_songs, reconstruction
 
 
+def trio(d: dict) -> str:
+    return f"{d['chroma']:.3f} / {d['groove']:.3f} / {d['note_f1']:.3f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -37,17 +41,14 @@ def main() -> None:
                                np.random.default_rng(a.seed))  # evaluate's songs for this seed
         r = reconstruction(m, songs, a.bars, a.seed)
         rows.append({"run": run.name, **r})
-        g, s, sw = r["greedy"], r["sampled"], r["latent_swap"]
-        print(f"{run.name}: greedy {g['chroma']:.3f}/{g['groove']:.3f}/{g['note_f1']:.3f} "
-              f"swap {sw['chroma_follows_donor']:.0%}", flush=True)
+        print(f"{run.name}: greedy {trio(r['greedy'])}, swap "
+              f"{r['latent_swap']['chroma_follows_donor']:.0%}", flush=True)
     print("\n| run | greedy chroma / groove / note F1 | sampled chroma / groove / F1 | "
           "swap: chroma / groove follow donor |\n|---|---|---|---|")
-    f = rows[0]["floor"]
-    print(f"| floor: an unrelated song | {f['chroma']:.3f} / {f['groove']:.3f} / {f['note_f1']:.3f} | | (≈ 50%) |")
+    print(f"| floor: an unrelated song | {trio(rows[0]['floor'])} | | (≈ 50%) |")
     for r in rows:
-        g, s, sw = r["greedy"], r["sampled"], r["latent_swap"]
-        print(f"| {r['run']} | {g['chroma']:.3f} / {g['groove']:.3f} / {g['note_f1']:.3f} | "
-              f"{s['chroma']:.3f} / {s['groove']:.3f} / {s['note_f1']:.3f} | "
+        sw = r["latent_swap"]
+        print(f"| {r['run']} | {trio(r['greedy'])} | {trio(r['sampled'])} | "
               f"{sw['chroma_follows_donor']:.0%} / {sw['groove_follows_donor']:.0%} |")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     ck.atomic_write(a.json, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=1)))

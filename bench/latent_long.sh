@@ -19,12 +19,14 @@ export OMP_NUM_THREADS=1
 mkdir -p logs bench/results
 LONG="--preset small --batch-size 4 --val-every 100 --patience 1000 --quiet --max-steps 2000 --max-minutes 170 --beta-warmup-steps 1000"
 OLD="--beta-max 1 --free-bits 0.25 --aux-weight 0 --word-dropout 0 --infill 0.5"
-snapshots() {  # copy the run with its last weights as model.safetensors at the given steps
-  run=$1; for s in 500 1000 1500; do
-    until grep -q "^$s,valid" "runs/$run/metrics.csv" 2>/dev/null; do sleep 20; done
-    sleep 5; rm -rf "runs/$run-s$s"; mkdir -p "runs/$run-s$s"
-    cp "runs/$run/config.json" "runs/$run/tokenizer.json" "runs/$run-s$s/"
-    cp "runs/$run/last.safetensors" "runs/$run-s$s/model.safetensors"
+snapshot() {  # runs/RUN-sSTEP: the run with its last weights as model.safetensors
+  rm -rf "runs/$1-s$2"; mkdir -p "runs/$1-s$2"
+  cp "runs/$1/config.json" "runs/$1/tokenizer.json" "runs/$1-s$2/"
+  cp "runs/$1/last.safetensors" "runs/$1-s$2/model.safetensors"; }
+snapshots() {  # a snapshot at steps 500, 1000 and 1500, once each is validated (and saved)
+  for s in 500 1000 1500; do
+    until grep -q "^$s,valid" "runs/$1/metrics.csv" 2>/dev/null; do sleep 20; done
+    sleep 5; snapshot "$1" "$s"
   done; }
 run() { name=$1; shift; $M train "$DATA" --out runs/$name $LONG $OLD "$@" > logs/$name.log 2>&1; }
 case "${1:-train}" in
@@ -36,10 +38,7 @@ case "${1:-train}" in
     # β 1 above it) and the probe's narrow start: the probe's information, with a prior
     run long2k-kl128 --free-bits 2 --init-logvar -4 & snapshots long2k-kl128 & wait ;;
   evaluate)
-    for r in long2k-base long2k-ae; do
-      rm -rf runs/$r-s2000; mkdir -p runs/$r-s2000
-      cp runs/$r/config.json runs/$r/tokenizer.json runs/$r-s2000/; cp runs/$r/last.safetensors runs/$r-s2000/model.safetensors
-    done
+    snapshot long2k-base 2000; snapshot long2k-ae 2000
     .venv/bin/python bench/latent_curve.py runs/long2k-base-s{500,1000,1500,2000} --data "$DATA" \
       --json bench/results/latent_curve_base.json > logs/curve-base.txt
     .venv/bin/python bench/latent_curve.py runs/long2k-ae-s{500,1000,1500,2000} --data "$DATA" \

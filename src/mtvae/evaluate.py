@@ -116,7 +116,6 @@ def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
     return out
 
 
-@torch.no_grad()
 def held_out_songs(m: MusicVAE, songs: list[Path], n: int, bars: int,
                    rng: np.random.Generator) -> list[Path]:
     """The songs reconstruction and infilling are measured on: up to ``n`` of ``songs`` with
@@ -130,6 +129,7 @@ def held_out_songs(m: MusicVAE, songs: list[Path], n: int, bars: int,
     return out
 
 
+@torch.no_grad()
 def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
                    partners: list[Path] | None = None) -> dict:
     """Does the decoder read its latents? On the first ``bars`` bars of held-out songs:
