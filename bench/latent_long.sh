@@ -9,7 +9,7 @@
 # Then `evaluate`: `mtvae evaluate` of the two final models (the probe's last weights, as
 # runs/long2k-ae-s2000: its best ELBO is early, as β 0 lets the KL grow), the latent metrics
 # of every snapshot (bench/latent_curve.py) and what the decoder reads (bench/latent_use.py).
-# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|evaluate
+# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|train-kl128-pair|evaluate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -37,6 +37,11 @@ case "${1:-train}" in
   train-kl128)  # a VAE with a KL target of 128 nats per bar (free bits 2 nats per dimension,
     # β 1 above it) and the probe's narrow start: the probe's information, with a prior
     run long2k-kl128 --free-bits 2 --init-logvar -4 & snapshots long2k-kl128 & wait ;;
+  train-kl128-pair)  # the KL-128 VAE beside the same with a learning rate of 1e-3 (3e-4):
+    # whether the decoder starts to read z sooner when every step goes further
+    run long2k-kl128 --free-bits 2 --init-logvar -4 & snapshots long2k-kl128 &
+    run long2k-kl128lr --free-bits 2 --init-logvar -4 --lr 1e-3 & snapshots long2k-kl128lr &
+    wait ;;
   evaluate)
     snapshot long2k-base 2000; snapshot long2k-ae 2000
     .venv/bin/python bench/latent_curve.py runs/long2k-base-s{500,1000,1500,2000} --data "$DATA" \

@@ -71,8 +71,10 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 class MusicVAE:
     def __init__(self, model: MTVAE, config: RunConfig, tokenizer, run_dir: Path, weights: Path,
-                 limits: Limits = DEFAULT_LIMITS):
+                 limits: Limits = DEFAULT_LIMITS, prior=None):
         self.model, self.config, self.tokenizer = model, config, tokenizer
+        # the learnt prior over bar latents (``mtvae prior``), or None: z ~ N(0, I)
+        self.prior = prior
         self.run_dir, self.weights = run_dir, weights
         self.tables = T.TokenTables(tokenizer)
         self.grammar = Grammar(tokenizer.vocab)
@@ -83,8 +85,13 @@ class MusicVAE:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str = "cpu", weights: str = ck.BEST,
-             limits: Limits = DEFAULT_LIMITS) -> MusicVAE:
+             limits: Limits = DEFAULT_LIMITS, prior: str = "auto") -> MusicVAE:
+        """``prior``: where new bars' latents come from: "learnt" (RUN_DIR/prior.safetensors,
+        made by ``mtvae prior``), "normal" (N(0, I), what the VAE was trained with) or
+        "auto" (the learnt prior when the run has one)."""
         run_dir = Path(run_dir)
+        if prior not in PRIORS:
+            raise UserError(f"--prior {prior!r}: choose from {', '.join(PRIORS)}")
         if not run_dir.is_dir():
             raise UserError(f"RUN_DIR not found: {run_dir}")
         dev = V.device(device)
@@ -105,7 +112,10 @@ class MusicVAE:
         model = MTVAE(cfg.model)
         ck.load_weights(model, wpath)
         model.to(dev).eval()
-        return cls(model, cfg, tokenizer, run_dir, wpath, limits)
+        learnt = None
+        if prior == "learnt" or (prior == "auto" and (run_dir / ck.PRIOR).is_file()):
+            learnt = load_prior(run_dir, wpath, cfg).to(dev)
+        return cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
 
     @property
     def genres(self) -> list[str]:
@@ -232,11 +242,28 @@ class MusicVAE:
         seed = V.seed(seed)
         return int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
 
-    def _z_prior(self, bars: int, seed: int | None, coherence: float = 0.0) -> torch.Tensor:
-        """[bars, d_latent] from the prior: each bar's z is N(0, I); with ``coherence`` c the
-        bars share a piece-wide part, z_i = sqrt(c) s + sqrt(1 - c) e_i (still N(0, I) each,
-        correlation c between any two bars)."""
+    def _z_prior(self, bars: int, seed: int | None, coherence: float = 0.0, rhythm=None,
+                 polyphony=None, genre: int = 0, context=None) -> torch.Tensor:
+        """[bars, d_latent] of new bars. From the learnt prior when the model has one, given
+        the bars' classes, genre and the latents of the ``context`` bars before them
+        (``(z [C, D], rhythm [C], polyphony [C])``); otherwise each bar's z is N(0, I), and with
+        ``coherence`` c the bars share a piece-wide part, z_i = sqrt(c) s + sqrt(1 - c) e_i
+        (still N(0, I) each, correlation c between any two bars)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        if self.prior is not None:
+            if coherence > 0:
+                raise UserError("--coherence draws bars from N(0, I); this model samples from "
+                                "its learnt prior (use --prior normal for --coherence)")
+            dev = self.device
+            r = torch.as_tensor(np.clip(rhythm, 0, self.n_classes - 1), device=dev)[None]
+            p = torch.as_tensor(np.clip(polyphony, 0, self.n_classes - 1), device=dev)[None]
+            g = torch.tensor([genre], device=dev)
+            c = cr = cp = None
+            if context is not None and len(context[0]) > 0:
+                c = context[0].to(dev)[None]
+                cr = torch.as_tensor(np.clip(context[1], 0, self.n_classes - 1), device=dev)[None]
+                cp = torch.as_tensor(np.clip(context[2], 0, self.n_classes - 1), device=dev)[None]
+            return self.prior.sample(r, p, g, c, cr, cp, generator=gen)[0].cpu()
         z = torch.randn(bars, self.config.model.d_latent, generator=gen)
         if coherence > 0:  # drawn after the bars' own parts: coherence 0 keeps earlier draws
             shared = torch.randn(1, z.shape[1], generator=gen)
@@ -280,7 +307,7 @@ class MusicVAE:
             rng = np.random.default_rng([seed, i])
             r = self._per_bar(rhythm, bars, rng, "rhythm")
             p = self._per_bar(polyphony, bars, rng, "polyphony")
-            cond = self._cond(self._z_prior(bars, seed + i, coherence), r, p, g)
+            cond = self._cond(self._z_prior(bars, seed + i, coherence, r, p, g), r, p, g)
             plans.append(Plan(cond, bars, seed=seed + i, timesigs=[ts]))
         scores = self._decode(plans, sampling)
         return scores[0] if n == 1 else scores
@@ -313,7 +340,8 @@ class MusicVAE:
         tail = enc.bars_from(first)
         ts = int(enc.timesigs[-1]) if ts is None else ts
         zp = self._own_latents(tail)
-        z = None if zp is None else torch.cat([zp.cpu(), self._z_prior(bars, seed)])
+        z = None if zp is None else torch.cat([zp.cpu(), self._z_prior(
+            bars, seed, 0.0, r, p, g, (zp, tail.rhythm, tail.polyphony))])
         cond = self._cond(z, np.concatenate([tail.rhythm, r]), np.concatenate([tail.polyphony, p]), g)
         plan = Plan(cond, bars, prompt=tail.ids.tolist(), seed=seed, timesigs=[ts])
         return self._decode([plan], sampling, [full_ids])[0]
@@ -413,17 +441,17 @@ class MusicVAE:
         mean_bar = max(len(enc.ids) / len(bars), 1.0)
         for k, (a, b) in enumerate(ranges):
             n = b - a
-            if keep_latents:
-                zg = z[a:b].clone()
-            elif like_z is not None:
-                zg = like_z[torch.arange(a, b) % len(like_z)]
-            else:
-                zg = self._z_prior(n, seed + 7919 * k)
             rg = self._per_bar(rhythm, n, None, "rhythm") if rhythm is not None else r[a:b].copy()
             pg = (self._per_bar(polyphony, n, None, "polyphony") if polyphony is not None
                   else p[a:b].copy())
             if shifts is not None:
                 rg, pg = np.clip(rg + shifts[0], 0, top), np.clip(pg + shifts[1], 0, top)
+            if keep_latents:
+                zg = z[a:b].clone()
+            elif like_z is not None:
+                zg = like_z[torch.arange(a, b) % len(like_z)]
+            else:  # new bars: the learnt prior reads the bars before the gap
+                zg = self._z_prior(n, seed + 7919 * k, 0.0, rg, pg, genre, (z[:a], r[:a], p[:a]))
             # whole bars after the gap (up to half the context, at least one), then before it
             after, used = [], 0
             for j in range(b, len(bars) if see_after else b):
@@ -483,6 +511,38 @@ class MusicVAE:
             enc = enc.first_bars(V.MAX_GEN_BARS)
         pred = self.teacher_forced_logits(enc).argmax(-1).cpu().numpy()
         return float(np.mean(pred == enc.ids[1:]))
+
+
+PRIORS = ("auto", "learnt", "normal")
+
+
+def load_prior(run_dir: Path, weights: Path, cfg: RunConfig):
+    """RUN_DIR/prior.safetensors as a ``LatentPrior``, refused with one line when it is
+    missing, damaged, or was fitted to other weights than ``weights``."""
+    import json
+
+    from .config import PriorConfig
+    from .model.prior import LatentPrior
+
+    path = run_dir / ck.PRIOR
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no learnt prior: fit one with 'mtvae prior {run_dir} "
+                        "DATA_DIR' (or use --prior normal)")
+    meta = ck.weights_metadata(path)
+    pc = PriorConfig.from_json(meta.get("prior_config", ""), str(path))
+    try:
+        fitted_to = json.loads(meta.get("summary", "{}")).get("weights_hash")
+    except ValueError:
+        fitted_to = None
+    if fitted_to != ck.file_hash(weights):
+        raise UserError(f"{path} was fitted to other weights than {weights.name}: fit it again "
+                        f"with 'mtvae prior {run_dir} DATA_DIR' (or use --prior normal)")
+    if (pc.d_latent, pc.n_attr_classes, pc.n_genres) != (
+            cfg.model.d_latent, cfg.model.n_attr_classes, cfg.model.n_genres):
+        raise UserError(f"{path} does not fit this run's config.json")
+    prior = LatentPrior(pc)
+    ck.load_weights(prior, path)
+    return prior.eval()
 
 
 def _tail_bar(bar_starts: np.ndarray, n_tokens: int, budget: int) -> int:

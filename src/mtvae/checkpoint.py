@@ -32,6 +32,7 @@ BEST = "model.safetensors"
 LAST = "last.safetensors"
 STATE = "training_state.pt"
 JOURNAL = "checkpoint.json"
+PRIOR = "prior.safetensors"  # the learnt prior over bar latents (``mtvae prior``), optional
 PENDING = ".pending"
 
 
@@ -188,6 +189,17 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
         raise UserError(f"{path} does not fit this run's config.json ({len(missing)} tensors "
                         f"missing, {len(unexpected)} unexpected, e.g. "
                         f"{(list(missing) + list(unexpected))[0]})")
+
+
+def weights_metadata(path: str | Path) -> dict:
+    """The string metadata saved in a safetensors file, or one line saying why not."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file
+        raise UserError(f"{path} is damaged ({' '.join(str(e).split())[:120]})") from None
 
 
 def save_config(cfg: RunConfig, run_dir: str | Path) -> None:

@@ -90,7 +90,8 @@ def _load(args):
 
     V.out_dir(args.out)
     m = MusicVAE.load(args.run_dir, device=args.device,
-                      limits=Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000)))
+                      limits=Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000)),
+                      prior=getattr(args, "prior", "normal"))  # commands that draw new latents
     m.progress = not args.quiet
     return m
 
@@ -258,7 +259,7 @@ def _evaluate(args) -> int:
                       bars=args.bars, seed=args.seed, max_windows=args.max_windows,
                       device=args.device, compare=compare, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, coherence=args.coherence,
-                      progress=(lambda msg: None) if args.quiet else print)
+                      prior=args.prior, progress=(lambda msg: None) if args.quiet else print)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
@@ -296,6 +297,23 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse's hook
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_prior(g) -> None:
+    g.add_argument("--prior", default="auto", choices=("auto", "learnt", "normal"),
+                   help="where new bars' latents come from: the run's learnt prior ('mtvae "
+                        "prior'), N(0, I), or auto (default: the learnt prior if the run has one)")
+
+
+def _prior(args) -> int:
+    from .train import train_prior
+
+    s = train_prior(args.run_dir, args.data_dir, steps=args.steps, max_songs=args.max_songs,
+                    device=args.device, quiet=args.quiet, seed=args.seed)
+    print(f"fitted a prior to {s['train_bars']} bars of {s['train_songs']} songs: validation "
+          f"{s['valid_nll_per_bar']:.1f} nats per bar (N(0, I): "
+          f"{s['valid_nll_standard_normal']:.1f}); wrote {args.run_dir}/prior.safetensors")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,6 +391,20 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     pt.set_defaults(func=_train)
 
+    g = sub.add_parser("prior", help="fit a learnt prior to a trained run's bar latents",
+                       description="Encode the training songs of DATA_DIR (the run's) with the "
+                       "run's encoder and fit p(z_i | z_<i, bar classes, genre) to their "
+                       "latents; writes RUN_DIR/prior.safetensors, which sample, continue, "
+                       "infill and evaluate then use.")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("data_dir", metavar="DATA_DIR")
+    g.add_argument("--steps", type=int, help="training steps (default 1500)")
+    g.add_argument("--max-songs", type=int, metavar="N", help="training songs encoded (default 400)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=_prior)
+
     g = sub.add_parser("sample", help="new pieces from the prior")
     g.add_argument("run_dir", metavar="RUN_DIR")
     g.add_argument("--bars", type=int, default=16)
@@ -385,7 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="meter of every bar (default: the training data's most common)")
     g.add_argument("--coherence", type=float, default=0.0, metavar="C",
                    help="share of each bar latent the bars have in common (0 independent "
-                        "bars, 1 one latent for all; default 0)")
+                        "bars, 1 one latent for all; default 0; with --prior normal)")
+    _add_prior(g)
     _add_sampling(g, "out/sample")
     g.set_defaults(func=_sample)
 
@@ -395,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bars", type=int, default=8)
     g.add_argument("--genre")
     g.add_argument("--meter", metavar="N/D", help="meter of the new bars (default: the prompt's last)")
+    _add_prior(g)
     _add_sampling(g, "out/continue")
     g.set_defaults(func=_continue)
 
@@ -441,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--polyphony", metavar="CLASS[,CLASS...]",
                    help="polyphony class of the new bars (0-7): one, or one per new bar")
     g.add_argument("--genre")
+    _add_prior(g)
     _add_sampling(g, "out/infill")
     g.set_defaults(func=_infill)
 
@@ -468,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--coherence", type=float, default=0.0, metavar="C",
                    help="prior and control samples: share of each bar latent the bars have in "
                         "common (as sample --coherence)")
+    _add_prior(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
     g.add_argument("--json", metavar="FILE")

@@ -166,6 +166,48 @@ class TrainConfig:
 
 
 @dataclass
+class PriorConfig:
+    """The learnt prior over bar latents (``mtvae prior``), saved in the metadata of
+    ``prior.safetensors`` in the RUN_DIR; the first three fields come from the run."""
+
+    d_latent: int = 64
+    n_attr_classes: int = 8
+    n_genres: int = 1
+    d_attr: int = 16
+    d_hidden: int = 256
+    n_layers: int = 2
+    n_mix: int = 4  # Gaussian components per bar
+    steps: int = 1500
+    batch_size: int = 32
+    chunk_bars: int = 32  # bars per training sequence
+    lr: float = 1e-3
+    max_songs: int = 400  # training songs encoded (the first of a seeded shuffle)
+    seed: int = 0
+
+    def __post_init__(self):
+        from . import validate as V
+
+        for name, lo, hi in (("d_latent", 1, 4096), ("n_attr_classes", 1, 256),
+                             ("n_genres", 1, 2**16), ("d_attr", 1, 4096), ("d_hidden", 1, 16384),
+                             ("n_layers", 1, 16), ("n_mix", 1, 64), ("steps", 1, 10**7),
+                             ("batch_size", 1, 4096), ("chunk_bars", 2, 4096),
+                             ("max_songs", 1, 10**7), ("seed", 0, 2**31 - 1)):
+            V.integer(name, getattr(self, name), lo, hi)
+        V.number("lr", self.lr, 1e-7, 1.0)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> PriorConfig:
+        try:
+            raw = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{where}: the prior's config is not valid JSON ({e})") from None
+        return _build(cls, raw, f"{where} prior config")
+
+
+@dataclass
 class RunConfig:
     """Everything saved as ``config.json`` beside the weights."""
 

@@ -283,12 +283,13 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
              seed: int = 0, max_windows: int | None = 200, device: str = "cpu",
              compare: dict[str, str] | None = None, control_per_class: int | None = None,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             progress=print, limits=None, coherence: float = 0.0) -> dict:
+             progress=print, limits=None, coherence: float = 0.0, prior: str = "auto") -> dict:
     """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes).
 
     ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
     sampling by default; e.g. ``top_k`` to match a baseline that filters its samples);
-    ``coherence`` how alike their bars' latents are (see ``MusicVAE.sample``)."""
+    ``coherence`` how alike their bars' latents are (see ``MusicVAE.sample``); ``prior``
+    where their latents come from (see ``MusicVAE.load``)."""
     from . import validate as V
     from .data.midi import DEFAULT_LIMITS
 
@@ -306,7 +307,7 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     if meta.get("bpe"):
         raise UserError(f"{data_dir} holds BPE tokens; evaluate needs a DATA_DIR prepared "
                         "without --bpe-vocab (as generation does)")
-    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS)
+    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS, prior=prior)
     if meta["vocab_size"] != m.config.model.vocab_size:
         raise UserError(f"{data_dir} has a vocabulary of {meta['vocab_size']} tokens; "
                         f"this model was trained on {m.config.model.vocab_size}")
@@ -315,7 +316,8 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
                     "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
                     "vae": m.model.encoder is not None,
                     "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p,
-                                 "coherence": coherence}}
+                                 "coherence": coherence,
+                                 "prior": "learnt" if m.prior is not None else "normal"}}
     sampling = result["sampling"]
     rng = np.random.default_rng(seed)
     split_songs = _songs(data_dir, split)

@@ -497,3 +497,152 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
         summary["config"] = asdict(cfg.train)
         ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+# ----------------------------------------------------------------------------- the learnt prior
+
+
+@torch.no_grad()
+def encode_store(model: MTVAE, store, songs, device, progress=None) -> list[dict]:
+    """Posterior (mu, logvar) of every bar of ``songs`` (indices into ``store``), with the
+    bars' classes and the song's genre."""
+    import numpy as np
+
+    from .data.windows import pack_bars
+
+    L, per_row, out = model.cfg.max_bar_len, 16, []
+    for s in songs:
+        ids, starts = np.asarray(store.ids(s)), np.asarray(store.bars(s))
+        if len(starts) < 2:
+            continue
+        ends = list(starts[1:]) + [len(ids)]
+        bar_ids = [ids[a:b][:L] for a, b in zip(starts, ends)]
+        rows = [bar_ids[i:i + per_row] for i in range(0, len(bar_ids), per_row)]
+        tokens, bar = pack_bars(rows, model.cfg.pad_id)
+        mu, logvar = model.encode(tokens.to(device), bar.to(device), per_row)
+        r, p = store.attributes(s)
+        n = len(bar_ids)
+        out.append({"mu": mu.flatten(0, 1)[:n].cpu(), "logvar": logvar.flatten(0, 1)[:n].cpu(),
+                    "rhythm": torch.from_numpy(np.asarray(r, dtype=np.int64)),
+                    "polyphony": torch.from_numpy(np.asarray(p, dtype=np.int64)),
+                    "genre": int(store.genre[s])})
+        if progress:
+            progress(1)
+    return out
+
+
+def _prior_batch(songs: list[dict], n: int, chunk: int, gen: torch.Generator, sample=True):
+    """``n`` runs of at most ``chunk`` consecutive bars; z drawn from each bar's posterior
+    (``sample``) or its mean. Returns z [n, T, D], rhythm, polyphony [n, T], genre [n], mask."""
+    picks = torch.randint(len(songs), (n,), generator=gen).tolist()
+    T = min(chunk, max(len(songs[i]["mu"]) for i in picks))
+    D = songs[0]["mu"].shape[1]
+    z, r, p = torch.zeros(n, T, D), torch.zeros(n, T, dtype=torch.long), torch.zeros(n, T, dtype=torch.long)
+    g, mask = torch.zeros(n, dtype=torch.long), torch.zeros(n, T)
+    for j, i in enumerate(picks):
+        s = songs[i]
+        N = len(s["mu"])
+        a = int(torch.randint(max(N - T, 0) + 1, (1,), generator=gen)) if N > T else 0
+        k = min(T, N - a)
+        mu, lv = s["mu"][a:a + k], s["logvar"][a:a + k]
+        z[j, :k] = mu + (0.5 * lv).exp() * torch.randn(mu.shape, generator=gen) if sample else mu
+        r[j, :k], p[j, :k], g[j], mask[j, :k] = s["rhythm"][a:a + k], s["polyphony"][a:a + k], s["genre"], 1
+    return z, r, p, g, mask
+
+
+def _prior_nll(prior, songs: list[dict], seed: int) -> tuple[float, float]:
+    """Mean -log p(z) per bar of posterior samples of every bar of ``songs``: under the
+    learnt prior and under N(0, I) (nats)."""
+    gen = torch.Generator().manual_seed(seed)
+    total = normal = bars = 0.0
+    prior.eval()
+    with torch.no_grad():
+        for s in songs:
+            z = s["mu"] + (0.5 * s["logvar"]).exp() * torch.randn(s["mu"].shape, generator=gen)
+            nll = prior.nll(z[None], s["rhythm"][None], s["polyphony"][None],
+                            torch.tensor([s["genre"]]))
+            total += float(nll.sum())
+            normal += float(0.5 * (z.pow(2) + math.log(2 * math.pi)).sum())
+            bars += len(z)
+    return total / max(bars, 1), normal / max(bars, 1)
+
+
+def train_prior(run_dir, data_dir, steps: int | None = None, max_songs: int | None = None,
+                device: str = "cpu", quiet: bool = False, seed: int = 0) -> dict:
+    """Fit ``LatentPrior`` to the latents the run's encoder writes for the training songs of
+    DATA_DIR (the DATA_DIR it was trained on) and save it as RUN_DIR/prior.safetensors, with
+    its config, the weights' hash and the validation figures in the file's metadata."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .config import PriorConfig
+    from .model.prior import LatentPrior
+
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    load_meta(data_dir)
+    if not (run_dir / ck.CONFIG).is_file() or not (run_dir / ck.BEST).is_file():
+        raise UserError(f"{run_dir} has no trained weights: train it first with 'mtvae train'")
+    cfg = ck.load_config(run_dir)
+    if not cfg.model.use_vae:
+        raise UserError(f"{run_dir} was trained with --no-vae: it has no latents to fit a prior to")
+    if len(load_tokenizer(data_dir).vocab) != cfg.model.vocab_size:
+        raise UserError(f"{data_dir} has another vocabulary than {run_dir}: use the DATA_DIR "
+                        "the run was trained on")
+    pc = PriorConfig(d_latent=cfg.model.d_latent, n_attr_classes=cfg.model.n_attr_classes,
+                     n_genres=cfg.model.n_genres, **{k: v for k, v in
+                     (("steps", steps), ("max_songs", max_songs), ("seed", seed)) if v is not None})
+    dev = resolve_device(device)
+    with ck.FolderLock(run_dir, "prior"):
+        model = MTVAE(cfg.model)
+        ck.load_weights(model, run_dir / ck.BEST)
+        model.to(dev).eval()
+        train_store, valid_store = load_split(data_dir, "train"), load_split(data_dir, "valid")
+        order = np.random.default_rng(pc.seed).permutation(len(train_store))[:pc.max_songs]
+        n_valid = min(len(valid_store), 50)
+        bar = tqdm(total=len(order) + n_valid, desc="encode", unit="song", disable=quiet, leave=False)
+        songs = encode_store(model, train_store, order.tolist(), dev, bar.update)
+        valid = encode_store(model, valid_store, range(n_valid), dev, bar.update)
+        bar.close()
+        if not songs:
+            raise UserError(f"{data_dir}: no training song has two bars or more")
+        del model
+        torch.manual_seed(pc.seed)
+        prior = LatentPrior(pc)
+        allz = torch.cat([s["mu"] for s in songs])
+        spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
+        prior.z_mean.copy_(allz.mean(0))
+        prior.z_std.copy_(spread.clamp(min=1e-3))
+        opt = torch.optim.AdamW(prior.parameters(), lr=pc.lr, weight_decay=0.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / pc.steps))))
+        gen = torch.Generator().manual_seed(pc.seed)
+        best, best_state, history = float("inf"), None, []
+        every = max(pc.steps // 6, 1)
+        bar = tqdm(total=pc.steps, desc="prior", unit="step", disable=quiet, leave=False)
+        for step in range(1, pc.steps + 1):
+            prior.train()
+            z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
+            loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            bar.update(1)
+            if step % every == 0 or step == pc.steps:
+                v, normal = _prior_nll(prior, valid or songs[:50], pc.seed)
+                history.append({"step": step, "train_nll": round(loss.item(), 3), "valid_nll": round(v, 3)})
+                bar.set_postfix(valid=f"{v:.1f}")
+                if v < best:
+                    best = v
+                    best_state = {k: t.detach().clone() for k, t in prior.state_dict().items()}
+        bar.close()
+        prior.load_state_dict(best_state)
+        summary = {"valid_nll_per_bar": round(best, 3),
+                   "valid_nll_standard_normal": round(normal, 3),
+                   "train_songs": len(songs), "train_bars": int(len(allz)),
+                   "valid_songs": len(valid), "history": history,
+                   "weights_hash": ck.file_hash(run_dir / ck.BEST)}
+        ck.save_weights(prior, run_dir / ck.PRIOR, {"prior_config": pc.to_json(),
+                                                    "summary": json.dumps(summary)})
+    return summary

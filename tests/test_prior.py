@@ -1,0 +1,114 @@
+"""The learnt prior over bar latents (``mtvae prior``): fitted to what the encoder writes for
+real songs, used by sample / continue / infill / evaluate, refused with one line when stale or
+damaged."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mtvae import MusicVAE
+from mtvae.cli import main
+from mtvae.data.dataset import load_split
+from mtvae.errors import UserError
+from mtvae.model import MTVAE
+from mtvae.train import encode_store, train, train_prior
+
+
+@pytest.fixture(scope="module")
+def prior_run(tiny_data, tmp_path_factory):
+    """A tiny VAE whose latents hold much (β 0, narrow start: the setting a learnt prior is
+    for, as its aggregate posterior is far from N(0, I)), with a fitted prior."""
+    run = tmp_path_factory.mktemp("prior") / "run"
+    train(tiny_data, run, preset="tiny", max_steps=40, val_every=20, batch_size=4, segments=2,
+          beta_max=0.0, quiet=True, device="cpu", model_overrides={"init_logvar": -4.0})
+    summary = train_prior(run, tiny_data, steps=300, quiet=True)
+    return run, summary
+
+
+def test_the_prior_fits_the_latents_better_than_a_standard_normal(prior_run):
+    run, s = prior_run
+    assert (run / "prior.safetensors").is_file()
+    assert s["train_songs"] > 10 and s["valid_songs"] >= 1
+    # held-out songs' latents are far likelier under the fitted prior than under N(0, I)
+    assert s["valid_nll_per_bar"] < s["valid_nll_standard_normal"] - 10
+
+
+def test_the_prior_reads_the_bars_before(prior_run, tiny_data):
+    """Each bar's density given its own song's previous bars beats the same bars given
+    another song's: the prior models the sequence, not only the bars one by one."""
+    run, _ = prior_run
+    m = MusicVAE.load(run)
+    store = load_split(tiny_data, "train")
+    songs = [s for s in encode_store(m.model, store, range(len(store)), m.device)
+             if len(s["mu"]) >= 8][:12]
+    own = other = 0.0
+    with torch.no_grad():
+        for i, s in enumerate(songs):
+            donor = songs[(i + 1) % len(songs)]
+            z, zd = s["mu"][:8], donor["mu"][:8]
+            r, p, g = s["rhythm"][None, :8], s["polyphony"][None, :8], torch.tensor([s["genre"]])
+            # the last 4 bars, after 4 bars of the own song or of the donor
+            own += float(m.prior.nll(z[None], r, p, g)[0, 4:].sum())
+            mixed = torch.cat([zd[:4], z[4:]])[None]
+            other += float(m.prior.nll(mixed, r, p, g)[0, 4:].sum())
+    assert own < other
+
+
+def test_sampling_uses_the_learnt_prior(prior_run, nottingham):
+    run, _ = prior_run
+    learnt = MusicVAE.load(run)
+    normal = MusicVAE.load(run, prior="normal")
+    assert learnt.prior is not None and normal.prior is None
+    r = p = np.full(6, 3)
+    a, b = learnt._z_prior(6, 1, 0.0, r, p, 0), learnt._z_prior(6, 1, 0.0, r, p, 0)
+    assert torch.equal(a, b)  # seeded
+    zn = normal._z_prior(6, 1)
+    # the learnt prior's draws have the encoder's scale, not N(0, I)'s
+    std = learnt.prior.z_std
+    assert abs(float(a.std(0).mean() / std.mean()) - 1) < abs(float(zn.std(0).mean() / std.mean()) - 1)
+    # sample, continue and infill draw new bars' latents from it; continue and infill give
+    # it the latents of the bars before
+    calls = []
+    draw = learnt.prior.sample
+
+    def spy(r, p, g, context=None, *a, **k):
+        calls.append(0 if context is None else context.shape[1])
+        return draw(r, p, g, context, *a, **k)
+
+    learnt.prior.sample = spy
+    assert learnt.sample(bars=4, seed=3).note_num() > 0
+    learnt.continue_(nottingham[0], bars=2, seed=3)
+    learnt.infill(nottingham[0], "3-4", seed=3)
+    assert calls[0] == 0 and calls[1] > 0 and calls[2] == 2
+
+
+def test_a_stale_or_damaged_prior_is_refused_in_one_line(prior_run, tmp_path, capsys):
+    run, _ = prior_run
+    stale = tmp_path / "stale"
+    shutil.copytree(run, stale, ignore=shutil.ignore_patterns(".lock"))
+    cfg = MusicVAE.load(stale).config
+    model = MTVAE(cfg.model)  # other weights under the same name: the prior no longer fits
+    from mtvae import checkpoint as ck
+
+    ck.save_weights(model, stale / ck.BEST)
+    with pytest.raises(UserError, match="fitted to other weights"):
+        MusicVAE.load(stale)
+    assert MusicVAE.load(stale, prior="normal").prior is None  # the way round it
+    (stale / ck.PRIOR).write_bytes(b"\x00" * 100)
+    with pytest.raises(UserError, match="damaged"):
+        MusicVAE.load(stale)
+    (stale / ck.PRIOR).unlink()
+    assert MusicVAE.load(stale).prior is None  # auto: no prior, N(0, I)
+    with pytest.raises(UserError, match="no learnt prior"):
+        MusicVAE.load(stale, prior="learnt")
+    rc = main(["sample", str(stale), "--prior", "learnt", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "mtvae prior" in err[0]
+
+
+def test_prior_command_refuses_a_run_without_latents(tiny_data, tmp_path, capsys):
+    rc = main(["prior", str(tmp_path / "nothing"), str(tiny_data)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no trained weights" in err[0]
