@@ -1,4 +1,5 @@
-"""Prior samples with bar latents that share a piece-wide part (``sample --coherence C``):
+"""Prior samples with bar latents that share a piece-wide part (``sample --coherence C``,
+from N(0, I)) and, for runs with one, from the learnt prior (``mtvae prior``; row "learnt"):
 the overlap of their music statistics with the held-out split, per feature, for several C.
 Prints a Markdown table and writes JSON.
 
@@ -32,10 +33,15 @@ def main() -> None:
     a = ap.parse_args()
     rows = []
     for run in a.runs:
-        m = MusicVAE.load(run)
+        m = MusicVAE.load(run, prior="normal")
         real = M.set_features(_real(_songs(a.data, "test"), a.bars, m.limits))
-        for c in a.values:
-            pieces = m.sample(bars=a.bars, n=a.samples, seed=a.seed, coherence=c)
+        learnt = (run / ck.PRIOR).is_file()
+        for c in a.values + (["learnt"] if learnt else []):
+            if c == "learnt":
+                m = MusicVAE.load(run, prior="learnt")
+                pieces = m.sample(bars=a.bars, n=a.samples, seed=a.seed)
+            else:
+                pieces = m.sample(bars=a.bars, n=a.samples, seed=a.seed, coherence=c)
             stats = M.compare_sets(real, M.set_features(pieces))
             overlap = {k: v["overlap"] for k, v in stats.items()}
             rows.append({"run": run.name, "coherence": c, "samples": a.samples, "bars": a.bars,

@@ -164,6 +164,15 @@ CASES = [
     (["evaluate", "RUN", "DATA", "--json", "DIR"], "--json"),
     (["evaluate", "RUN", "DATA", "--compare", "nofolder"], "--compare"),
     (["evaluate", "RUN", "TMP/nodata"], "DATA_DIR not found"),
+    # prior
+    (["prior", "RUN", "DATA", "--steps", "0"], "--steps"),
+    (["prior", "RUN", "DATA", "--max-songs", "0"], "--max-songs"),
+    (["prior", "RUN", "DATA", "--seed", "-1"], "--seed"),
+    (["prior", "RUN", "TMP/nodata"], "DATA_DIR not found"),
+    (["prior", "TMP/norun", "DATA"], "no trained weights"),
+    (["sample", "RUN", "--prior", "learnt"], "no learnt prior"),
+    (["sample", "RUN", "--prior", "magic"], "--prior"),
+    (["continue", "RUN", "A", "--prior", "learnt"], "no learnt prior"),
     # demo
     (["demo", "--minutes", "0", "--out", "TMP/d"], "--minutes"),
     (["demo", "--minutes", "-1", "--out", "TMP/d"], "--minutes"),
