@@ -50,6 +50,7 @@ def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
     assert "bits per token" in printed and "Spearman" in printed and "latent swap" in printed
     r = json.loads(out.read_text())
     assert r["sampling"] == {"temperature": 1.0, "top_k": 40, "top_p": None, "coherence": 0.5}
+    assert r["prior"] == "normal" and "prior samples' latents: normal prior" in printed
     lk = r["likelihood"]
     for key in ("bits_per_token", "bits_per_note", "elbo_nats_per_token", "kl_nats_per_bar",
                 "teacher_forced_token_accuracy", "active_units"):

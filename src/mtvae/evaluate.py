@@ -316,8 +316,9 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
                     "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
                     "vae": m.model.encoder is not None,
                     "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p,
-                                 "coherence": coherence,
-                                 "prior": "learnt" if m.prior is not None else "normal"}}
+                                 "coherence": coherence},
+                    # where prior and control samples' latents come from (``mtvae prior``)
+                    "prior": "learnt" if m.prior is not None else "normal"}
     sampling = result["sampling"]
     rng = np.random.default_rng(seed)
     split_songs = _songs(data_dir, split)
@@ -414,7 +415,8 @@ def format_table(r: dict) -> str:
     lines += [f"| {a} | {ct[a]['spearman_rho']:.3f} |" for a in ("rhythm", "polyphony")]
     ms = r["music_statistics"]
     names = list(ms)
-    lines += ["", "| feature (overlap ↑ / KL ↓) | " + " | ".join(names) + " |",
+    lines += ["", f"prior samples' latents: {r.get('prior', 'normal')} prior", "",
+              "| feature (overlap ↑ / KL ↓) | " + " | ".join(names) + " |",
               "|---|" + "---:|" * len(names)]
     for feat in ms[names[0]]:
         cells = [f"{ms[n][feat]['overlap']:.3f} / {ms[n][feat]['kl']:.3f}" for n in names]
