@@ -2,6 +2,7 @@
 real songs, used by sample / continue / infill / evaluate, refused with one line when stale or
 damaged."""
 
+import json
 import shutil
 
 import numpy as np
@@ -9,11 +10,12 @@ import pytest
 import torch
 
 from mtvae import MusicVAE
+from mtvae import checkpoint as ck
 from mtvae.cli import main
 from mtvae.data.dataset import load_split
 from mtvae.errors import UserError
 from mtvae.model import MTVAE
-from mtvae.train import encode_store, train, train_prior
+from mtvae.train import encode_store, train
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +23,11 @@ def prior_run(tiny_data, tmp_path_factory):
     """A tiny VAE whose latents hold much (β 0, narrow start: the setting a learnt prior is
     for, as its aggregate posterior is far from N(0, I)), with a fitted prior."""
     run = tmp_path_factory.mktemp("prior") / "run"
-    train(tiny_data, run, preset="tiny", max_steps=40, val_every=20, batch_size=4, segments=2,
-          beta_max=0.0, quiet=True, device="cpu", model_overrides={"init_logvar": -4.0})
-    summary = train_prior(run, tiny_data, steps=300, quiet=True)
+    s = train(tiny_data, run, preset="tiny", max_steps=40, val_every=20, batch_size=4,
+              segments=2, beta_max=0.0, quiet=True, device="cpu", prior_steps=300,
+              model_overrides={"init_logvar": -4.0})  # train fits the prior at its end
+    summary = json.loads(ck.weights_metadata(run / ck.PRIOR)["summary"])
+    assert s["prior"]["valid_nll_per_bar"] == summary["valid_nll_per_bar"]
     return run, summary
 
 
@@ -90,8 +94,6 @@ def test_a_stale_or_damaged_prior_is_refused_in_one_line(prior_run, tmp_path, ca
     shutil.copytree(run, stale, ignore=shutil.ignore_patterns(".lock"))
     cfg = MusicVAE.load(stale).config
     model = MTVAE(cfg.model)  # other weights under the same name: the prior no longer fits
-    from mtvae import checkpoint as ck
-
     ck.save_weights(model, stale / ck.BEST)
     with pytest.raises(UserError, match="fitted to other weights"):
         MusicVAE.load(stale)
@@ -106,6 +108,17 @@ def test_a_stale_or_damaged_prior_is_refused_in_one_line(prior_run, tmp_path, ca
     rc = main(["sample", str(stale), "--prior", "learnt", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "mtvae prior" in err[0]
+
+
+def test_the_prior_command_fits_it_again(prior_run, tiny_data, tmp_path, capsys):
+    run = tmp_path / "again"
+    shutil.copytree(prior_run[0], run, ignore=shutil.ignore_patterns(".lock"))
+    before = ck.file_hash(run / ck.PRIOR)
+    assert main(["prior", str(run), str(tiny_data), "--steps", "30", "--seed", "1",
+                 "--quiet"]) == 0
+    assert "nats per bar" in capsys.readouterr().out
+    assert ck.file_hash(run / ck.PRIOR) != before
+    assert MusicVAE.load(run).prior.cfg.steps == 30
 
 
 def test_prior_command_refuses_a_run_without_latents(tiny_data, tmp_path, capsys):

@@ -43,7 +43,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in
                  ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
                   "beta_max", "beta_warmup_steps", "beta_cycle_steps", "free_bits",
-                  "word_dropout", "aux_weight", "infill", "context_dropout", "bag_weight")
+                  "word_dropout", "aux_weight", "infill", "context_dropout", "bag_weight",
+                  "prior_steps")
                  if getattr(args, k) is not None}
     model = {}
     if args.d_latent is not None:
@@ -384,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="posterior log-variance at initialisation (negative: z starts narrow)")
     pt.add_argument("--infill", type=float, metavar="P",
                     help="share of training windows arranged for infilling (default 0.5)")
+    pt.add_argument("--prior-steps", type=int, metavar="N",
+                    help="after training, fit the learnt prior over bar latents for N steps "
+                         "(as 'mtvae prior'; 0: none)")
     pt.add_argument("--no-vae", action="store_true", help="ablation: decoder alone")
     pt.add_argument("--no-memory", action="store_true", help="ablation: no memory at all")
     pt.add_argument("--no-compression", action="store_true",

@@ -131,6 +131,9 @@ class TrainConfig:
     # share of training windows arranged for infilling (bars before a gap, bars after it,
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
+    # after training, fit a learnt prior over bar latents (``mtvae prior``) for this many
+    # steps (0: none; sample then draws from N(0, I) until ``mtvae prior`` is run)
+    prior_steps: int = 0
 
     def __post_init__(self):
         from . import validate as V
@@ -163,6 +166,7 @@ class TrainConfig:
         V.number("context_dropout", self.context_dropout, 0.0, 1.0)
         V.number("bag_weight", self.bag_weight, 0.0, 100.0)
         V.number("infill", self.infill, 0.0, 1.0)
+        V.integer("prior_steps", self.prior_steps, 0, 10**7)
 
 
 @dataclass
@@ -248,7 +252,7 @@ class RunConfig:
 ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False, "init_logvar": 0.0,
                                "note_bag": False, "latent_slots": 0},
                "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0,
-                               "context_dropout": 0.0, "bag_weight": 1.0}}
+                               "context_dropout": 0.0, "bag_weight": 1.0, "prior_steps": 0}}
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None))}

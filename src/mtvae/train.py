@@ -336,7 +336,7 @@ def plot_losses(history: list[dict], path: Path) -> None:
 # a run, and is never cleared
 RUN_FILES = {ck.CONFIG, ck.BEST, ck.LAST, ck.STATE, ck.JOURNAL, METRICS, "loss.png",
              "summary.json", "tokenizer.json", ".lock"}
-RESUMABLE = ("max_steps", "patience", "val_every", "log_every")  # may change on --resume
+RESUMABLE = ("max_steps", "patience", "val_every", "log_every", "prior_steps")  # may change on --resume
 
 
 def _is_fresh_leftover(run_dir: Path) -> bool:
@@ -496,6 +496,16 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
     if rank == 0:
         summary["config"] = asdict(cfg.train)
         ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        if cfg.train.prior_steps > 0 and cfg.model.use_vae and (run_dir / ck.BEST).is_file():
+            from .config import PriorConfig
+
+            pc = PriorConfig(d_latent=cfg.model.d_latent, n_attr_classes=cfg.model.n_attr_classes,
+                             n_genres=cfg.model.n_genres, steps=cfg.train.prior_steps,
+                             seed=cfg.train.seed)
+            trainer.log(f"fitting the learnt prior ({pc.steps} steps; 'mtvae prior' redoes it)")
+            p = _fit_prior(run_dir, data_dir, cfg, pc, dev, quiet)
+            summary["prior"] = {k: p[k] for k in ("valid_nll_per_bar", "valid_nll_standard_normal")}
+            ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -572,11 +582,7 @@ def train_prior(run_dir, data_dir, steps: int | None = None, max_songs: int | No
     """Fit ``LatentPrior`` to the latents the run's encoder writes for the training songs of
     DATA_DIR (the DATA_DIR it was trained on) and save it as RUN_DIR/prior.safetensors, with
     its config, the weights' hash and the validation figures in the file's metadata."""
-    import numpy as np
-    from tqdm.auto import tqdm
-
     from .config import PriorConfig
-    from .model.prior import LatentPrior
 
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     load_meta(data_dir)
@@ -593,56 +599,66 @@ def train_prior(run_dir, data_dir, steps: int | None = None, max_songs: int | No
                      (("steps", steps), ("max_songs", max_songs), ("seed", seed)) if v is not None})
     dev = resolve_device(device)
     with ck.FolderLock(run_dir, "prior"):
-        model = MTVAE(cfg.model)
-        ck.load_weights(model, run_dir / ck.BEST)
-        model.to(dev).eval()
-        train_store, valid_store = load_split(data_dir, "train"), load_split(data_dir, "valid")
-        order = np.random.default_rng(pc.seed).permutation(len(train_store))[:pc.max_songs]
-        n_valid = min(len(valid_store), 50)
-        bar = tqdm(total=len(order) + n_valid, desc="encode", unit="song", disable=quiet, leave=False)
-        songs = encode_store(model, train_store, order.tolist(), dev, bar.update)
-        valid = encode_store(model, valid_store, range(n_valid), dev, bar.update)
-        bar.close()
-        if not songs:
-            raise UserError(f"{data_dir}: no training song has two bars or more")
-        del model
-        torch.manual_seed(pc.seed)
-        prior = LatentPrior(pc)
-        allz = torch.cat([s["mu"] for s in songs])
-        spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
-        prior.z_mean.copy_(allz.mean(0))
-        prior.z_std.copy_(spread.clamp(min=1e-3))
-        opt = torch.optim.AdamW(prior.parameters(), lr=pc.lr, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / pc.steps))))
-        gen = torch.Generator().manual_seed(pc.seed)
-        best, best_state, history = float("inf"), None, []
-        every = max(pc.steps // 6, 1)
-        bar = tqdm(total=pc.steps, desc="prior", unit="step", disable=quiet, leave=False)
-        for step in range(1, pc.steps + 1):
-            prior.train()
-            z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
-            loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            bar.update(1)
-            if step % every == 0 or step == pc.steps:
-                v, normal = _prior_nll(prior, valid or songs[:50], pc.seed)
-                history.append({"step": step, "train_nll": round(loss.item(), 3), "valid_nll": round(v, 3)})
-                bar.set_postfix(valid=f"{v:.1f}")
-                if v < best:
-                    best = v
-                    best_state = {k: t.detach().clone() for k, t in prior.state_dict().items()}
-        bar.close()
-        prior.load_state_dict(best_state)
-        summary = {"valid_nll_per_bar": round(best, 3),
-                   "valid_nll_standard_normal": round(normal, 3),
-                   "train_songs": len(songs), "train_bars": int(len(allz)),
-                   "valid_songs": len(valid), "history": history,
-                   "weights_hash": ck.file_hash(run_dir / ck.BEST)}
-        ck.save_weights(prior, run_dir / ck.PRIOR, {"prior_config": pc.to_json(),
-                                                    "summary": json.dumps(summary)})
+        return _fit_prior(run_dir, data_dir, cfg, pc, dev, quiet)
+
+
+def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bool) -> dict:
+    """``train_prior`` once the arguments are checked and the run is locked."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from .model.prior import LatentPrior
+
+    model = MTVAE(cfg.model)
+    ck.load_weights(model, run_dir / ck.BEST)
+    model.to(dev).eval()
+    train_store, valid_store = load_split(data_dir, "train"), load_split(data_dir, "valid")
+    order = np.random.default_rng(pc.seed).permutation(len(train_store))[:pc.max_songs]
+    n_valid = min(len(valid_store), 50)
+    bar = tqdm(total=len(order) + n_valid, desc="encode", unit="song", disable=quiet, leave=False)
+    songs = encode_store(model, train_store, order.tolist(), dev, bar.update)
+    valid = encode_store(model, valid_store, range(n_valid), dev, bar.update)
+    bar.close()
+    if not songs:
+        raise UserError(f"{data_dir}: no training song has two bars or more")
+    del model
+    torch.manual_seed(pc.seed)
+    prior = LatentPrior(pc)
+    allz = torch.cat([s["mu"] for s in songs])
+    spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
+    prior.z_mean.copy_(allz.mean(0))
+    prior.z_std.copy_(spread.clamp(min=1e-3))
+    opt = torch.optim.AdamW(prior.parameters(), lr=pc.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / pc.steps))))
+    gen = torch.Generator().manual_seed(pc.seed)
+    best, best_state, history = float("inf"), None, []
+    every = max(pc.steps // 6, 1)
+    bar = tqdm(total=pc.steps, desc="prior", unit="step", disable=quiet, leave=False)
+    for step in range(1, pc.steps + 1):
+        prior.train()
+        z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
+        loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        bar.update(1)
+        if step % every == 0 or step == pc.steps:
+            v, normal = _prior_nll(prior, valid or songs[:50], pc.seed)
+            history.append({"step": step, "train_nll": round(loss.item(), 3), "valid_nll": round(v, 3)})
+            bar.set_postfix(valid=f"{v:.1f}")
+            if v < best:
+                best = v
+                best_state = {k: t.detach().clone() for k, t in prior.state_dict().items()}
+    bar.close()
+    prior.load_state_dict(best_state)
+    summary = {"valid_nll_per_bar": round(best, 3),
+               "valid_nll_standard_normal": round(normal, 3),
+               "train_songs": len(songs), "train_bars": int(len(allz)),
+               "valid_songs": len(valid), "history": history,
+               "weights_hash": ck.file_hash(run_dir / ck.BEST)}
+    ck.save_weights(prior, run_dir / ck.PRIOR, {"prior_config": pc.to_json(),
+                                                "summary": json.dumps(summary)})
     return summary
