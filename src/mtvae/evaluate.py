@@ -75,7 +75,8 @@ def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
     length = cfg.train.segments * cfg.model.seg_len
     windows = eval_windows(store, length, max_windows)
     is_note = torch.from_numpy((m.grammar.kind == PITCH) | (m.grammar.kind == PITCHDRUM))
-    s = {"ce": 0.0, "ce_mean": 0.0, "kl": 0.0, "tokens": 0, "notes": 0, "correct": 0, "bars": 0}
+    s = {"ce": 0.0, "ce_mean": 0.0, "kl": 0.0, "tokens": 0, "notes": 0, "correct": 0, "bars": 0,
+         "kl_learnt": 0.0}
     mus = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -93,6 +94,8 @@ def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
             s["notes"] += int((is_note.to(batch.targets.device)[batch.targets] & valid).sum())
             s["correct"] += int(((mean["logits"].argmax(-1) == batch.targets) & valid).sum())
             s["bars"] += int(batch.bar_mask.sum())
+            if m.prior is not None and "posterior" in sampled:
+                s["kl_learnt"] += _kl_learnt(m.prior, batch, *sampled["posterior"])
             if "mu" in mean:
                 mus.append(mean["mu"].cpu())
     n, ln2 = max(s["tokens"], 1), math.log(2)
@@ -108,12 +111,26 @@ def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
         "teacher_forced_token_accuracy": s["correct"] / n,
         "teacher_forced_ce_with_mean_z": s["ce_mean"] / n,
     }
+    if m.prior is not None:  # the same bound with the learnt prior in place of N(0, I)
+        out["learnt_prior"] = {
+            "bits_per_token": (s["ce"] + s["kl_learnt"]) / n / ln2,
+            "kl_nats_per_token": s["kl_learnt"] / n,
+            "kl_nats_per_bar": s["kl_learnt"] / max(s["bars"], 1)}
     if mus:
         mu = torch.cat(mus)
         var = mu.var(0)
         out["active_units"] = int((var > 0.01).sum())
         out["latent_dims"] = int(mu.shape[1])
     return out
+
+
+def _kl_learnt(prior, batch, mu, logvar, z) -> float:
+    """One-sample estimate of sum over the batch's bars of KL(q(z|x) || learnt prior):
+    log q(z) - log p(z), with each window's bars read in order by the prior."""
+    mask = batch.bar_mask.to(z.dtype)
+    log_q = (-0.5 * ((z - mu).pow(2) * (-logvar).exp() + logvar + math.log(2 * math.pi))).sum(-1)
+    nll = prior.nll(z, batch.rhythm, batch.polyphony, batch.genre, mask)
+    return float(((log_q * mask) + nll).sum())
 
 
 def held_out_songs(m: MusicVAE, songs: list[Path], n: int, bars: int,
@@ -380,6 +397,9 @@ def format_table(r: dict) -> str:
              f"| bits per note | {lk['bits_per_note']:.3f} |",
              f"| reconstruction nats/token | {lk['reconstruction_nats_per_token']:.3f} |",
              f"| KL nats/token · per bar | {lk['kl_nats_per_token']:.3f} · {lk['kl_nats_per_bar']:.2f} |",
+             *([f"| with the learnt prior: bits per token · KL nats per bar | "
+                f"{lk['learnt_prior']['bits_per_token']:.3f} · "
+                f"{lk['learnt_prior']['kl_nats_per_bar']:.2f} |"] if "learnt_prior" in lk else []),
              f"| teacher-forced token accuracy | {lk['teacher_forced_token_accuracy']:.3f} |"]
     if "active_units" in lk:
         lines.append(f"| active latent units | {lk['active_units']} / {lk['latent_dims']} |")

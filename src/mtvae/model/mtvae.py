@@ -183,6 +183,8 @@ class MTVAE(nn.Module):
             out["kl_dims"] = kl.mean(0).detach()
             kl_cost = free_bits_kl(kl, free_bits) * n_bars / n_tok  # per target token
             out["kl_per_token"] = kl.sum() / n_tok
+            # every bar's posterior and its z [B, NB, D] (for a learnt prior's KL; detached)
+            out["posterior"] = (mu.detach(), logvar.detach(), z.detach())
             loss = loss + beta * kl_cost
             if self.aux is not None and aux_weight > 0:
                 pred = self.aux(z[batch.bar_mask])
