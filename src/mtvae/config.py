@@ -181,11 +181,15 @@ class PriorConfig:
     d_hidden: int = 256
     n_layers: int = 2
     n_mix: int = 4  # Gaussian components per bar
+    dropout: float = 0.3
     steps: int = 1500
     batch_size: int = 32
     chunk_bars: int = 32  # bars per training sequence
     lr: float = 1e-3
-    max_songs: int = 400  # training songs encoded (the first of a seeded shuffle)
+    # training songs encoded (the first of a seeded shuffle), each a run of bars_per_song
+    # consecutive bars: encoding is the slow part, and more songs beat longer ones
+    max_songs: int = 1000
+    bars_per_song: int = 32
     seed: int = 0
 
     def __post_init__(self):
@@ -195,9 +199,11 @@ class PriorConfig:
                              ("n_genres", 1, 2**16), ("d_attr", 1, 4096), ("d_hidden", 1, 16384),
                              ("n_layers", 1, 16), ("n_mix", 1, 64), ("steps", 1, 10**7),
                              ("batch_size", 1, 4096), ("chunk_bars", 2, 4096),
-                             ("max_songs", 1, 10**7), ("seed", 0, 2**31 - 1)):
+                             ("max_songs", 1, 10**7), ("bars_per_song", 2, 10**6),
+                             ("seed", 0, 2**31 - 1)):
             V.integer(name, getattr(self, name), lo, hi)
         V.number("lr", self.lr, 1e-7, 1.0)
+        V.number("dropout", self.dropout, 0.0, 0.9)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

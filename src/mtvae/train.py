@@ -513,28 +513,35 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
 
 
 @torch.no_grad()
-def encode_store(model: MTVAE, store, songs, device, progress=None) -> list[dict]:
-    """Posterior (mu, logvar) of every bar of ``songs`` (indices into ``store``), with the
-    bars' classes and the song's genre."""
+def encode_store(model: MTVAE, store, songs, device, progress=None, max_bars: int | None = None,
+                 seed: int = 0) -> list[dict]:
+    """Posterior (mu, logvar) of the bars of ``songs`` (indices into ``store``), with the
+    bars' classes and the song's genre: every bar, or a run of ``max_bars`` consecutive bars
+    starting at a seeded random bar (encoding is the slow part; many songs beat long ones)."""
     import numpy as np
 
     from .data.windows import pack_bars
 
     L, per_row, out = model.cfg.max_bar_len, 16, []
+    rng = np.random.default_rng(seed)
     for s in songs:
         ids, starts = np.asarray(store.ids(s)), np.asarray(store.bars(s))
         if len(starts) < 2:
             continue
-        ends = list(starts[1:]) + [len(ids)]
-        bar_ids = [ids[a:b][:L] for a, b in zip(starts, ends)]
+        ends = np.r_[starts[1:], len(ids)]
+        first = 0
+        if max_bars is not None and len(starts) > max_bars:
+            first = int(rng.integers(0, len(starts) - max_bars + 1))
+        last = len(starts) if max_bars is None else min(first + max_bars, len(starts))
+        bar_ids = [ids[a:b][:L] for a, b in zip(starts[first:last], ends[first:last])]
         rows = [bar_ids[i:i + per_row] for i in range(0, len(bar_ids), per_row)]
         tokens, bar = pack_bars(rows, model.cfg.pad_id)
         mu, logvar = model.encode(tokens.to(device), bar.to(device), per_row)
         r, p = store.attributes(s)
         n = len(bar_ids)
         out.append({"mu": mu.flatten(0, 1)[:n].cpu(), "logvar": logvar.flatten(0, 1)[:n].cpu(),
-                    "rhythm": torch.from_numpy(np.asarray(r, dtype=np.int64)),
-                    "polyphony": torch.from_numpy(np.asarray(p, dtype=np.int64)),
+                    "rhythm": torch.from_numpy(np.asarray(r[first:last], dtype=np.int64)),
+                    "polyphony": torch.from_numpy(np.asarray(p[first:last], dtype=np.int64)),
                     "genre": int(store.genre[s])})
         if progress:
             progress(1)
@@ -616,8 +623,10 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
     order = np.random.default_rng(pc.seed).permutation(len(train_store))[:pc.max_songs]
     n_valid = min(len(valid_store), 50)
     bar = tqdm(total=len(order) + n_valid, desc="encode", unit="song", disable=quiet, leave=False)
-    songs = encode_store(model, train_store, order.tolist(), dev, bar.update)
-    valid = encode_store(model, valid_store, range(n_valid), dev, bar.update)
+    songs = encode_store(model, train_store, order.tolist(), dev, bar.update, pc.bars_per_song,
+                         pc.seed)
+    valid = encode_store(model, valid_store, range(n_valid), dev, bar.update, pc.bars_per_song,
+                         pc.seed + 1)
     bar.close()
     if not songs:
         raise UserError(f"{data_dir}: no training song has two bars or more")
@@ -632,8 +641,8 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / pc.steps))))
     gen = torch.Generator().manual_seed(pc.seed)
-    best, best_state, history = float("inf"), None, []
-    every = max(pc.steps // 6, 1)
+    best, best_state, history, stale = float("inf"), None, [], 0
+    every = min(50, max(pc.steps // 6, 1))  # validate often: it overfits within minutes
     bar = tqdm(total=pc.steps, desc="prior", unit="step", disable=quiet, leave=False)
     for step in range(1, pc.steps + 1):
         prior.train()
@@ -650,8 +659,12 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
             history.append({"step": step, "train_nll": round(loss.item(), 3), "valid_nll": round(v, 3)})
             bar.set_postfix(valid=f"{v:.1f}")
             if v < best:
-                best = v
+                best, stale = v, 0
                 best_state = {k: t.detach().clone() for k, t in prior.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= 10:  # ten validations without a better one: it only overfits now
+                    break
     bar.close()
     prior.load_state_dict(best_state)
     summary = {"valid_nll_per_bar": round(best, 3),

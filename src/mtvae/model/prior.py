@@ -29,7 +29,9 @@ class LatentPrior(nn.Module):
         self.genre_emb = nn.Embedding(max(cfg.n_genres, 1), cfg.d_attr)
         self.start = nn.Parameter(torch.zeros(D))  # stands for "the bar before the first"
         self.inp = nn.Linear(D + 3 * cfg.d_attr, H)
-        self.rnn = nn.GRU(H, H, num_layers=cfg.n_layers, batch_first=True)
+        self.rnn = nn.GRU(H, H, num_layers=cfg.n_layers, batch_first=True,
+                          dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)  # a few hundred songs: it overfits without
         self.out = nn.Linear(H, K * (1 + 2 * D))  # mixture logits, means, log-variances
         # latents are standardised with the training latents' mean and scale (saved with the
         # weights), so the mixture starts near the data whatever the KL target was
@@ -39,11 +41,11 @@ class LatentPrior(nn.Module):
     def _inputs(self, z_prev, rhythm, polyphony, genre):
         g = self.genre_emb(genre)[:, None].expand(-1, rhythm.shape[1], -1)
         x = torch.cat([z_prev, self.rhythm_emb(rhythm), self.poly_emb(polyphony), g], -1)
-        return F.gelu(self.inp(x))
+        return self.drop(F.gelu(self.inp(x)))
 
     def _mixture(self, h):
         K, D = self.cfg.n_mix, self.cfg.d_latent
-        o = self.out(h)
+        o = self.out(self.drop(h))
         logits = o[..., :K]
         mean, logvar = o[..., K:].unflatten(-1, (K, 2 * D)).chunk(2, dim=-1)
         return logits.log_softmax(-1), mean, logvar.clamp(-8, 4)
