@@ -4,7 +4,7 @@ the overlap of their music statistics with the held-out split, per feature, for 
 Prints a Markdown table and writes JSON.
 
     .venv/bin/python bench/coherence.py runs/fim --data data/pn2 [--values 0 0.5 0.9] \
-        [--samples 32] [--bars 8] [--json bench/results/coherence.json]
+        [--samples 32] [--bars 8] [--only-learnt] [--json bench/results/coherence.json]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-learnt", action="store_true",
+                    help="for runs with a learnt prior, only its samples (no N(0, I) rows)")
     ap.add_argument("--json", type=Path, default=Path("bench/results/coherence.json"))
     a = ap.parse_args()
     rows = []
@@ -36,7 +38,8 @@ def main() -> None:
         m = MusicVAE.load(run, prior="normal")
         real = M.set_features(_real(_songs(a.data, "test"), a.bars, m.limits))
         learnt = (run / ck.PRIOR).is_file()
-        for c in a.values + (["learnt"] if learnt else []):
+        values = [] if learnt and a.only_learnt else a.values
+        for c in values + (["learnt"] if learnt else []):
             if c == "learnt":
                 m = MusicVAE.load(run, prior="learnt")
                 pieces = m.sample(bars=a.bars, n=a.samples, seed=a.seed)

@@ -115,6 +115,12 @@ class MusicVAE:
         learnt = None
         if prior == "learnt" or (prior == "auto" and (run_dir / ck.PRIOR).is_file()):
             learnt = load_prior(run_dir, wpath, cfg).to(dev)
+        elif prior == "auto" and cfg.model.use_vae and cfg.train.prior_steps > 0:
+            import sys
+
+            print(f"note: {run_dir} has no learnt prior (its training stopped before fitting "
+                  f"one): new bars' latents come from N(0, I); 'mtvae prior {run_dir} "
+                  "DATA_DIR' fits it", file=sys.stderr)
         return cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
 
     @property
