@@ -170,9 +170,8 @@ CASES = [
     (["prior", "RUN", "DATA", "--seed", "-1"], "--seed"),
     (["prior", "RUN", "TMP/nodata"], "DATA_DIR not found"),
     (["prior", "TMP/norun", "DATA"], "no trained weights"),
-    (["sample", "RUN", "--prior", "learnt"], "no learnt prior"),
     (["sample", "RUN", "--prior", "magic"], "--prior"),
-    (["continue", "RUN", "A", "--prior", "learnt"], "no learnt prior"),
+    (["sample", "RUN", "--coherence", "0.5"], "--prior normal"),  # the run has a learnt prior
     # demo
     (["demo", "--minutes", "0", "--out", "TMP/d"], "--minutes"),
     (["demo", "--minutes", "-1", "--out", "TMP/d"], "--minutes"),

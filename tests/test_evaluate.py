@@ -44,13 +44,15 @@ def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
     code = main(["evaluate", str(tiny_run), str(tiny_data), "--split", "test", "--samples", "2",
                  "--bars", "2", "--max-windows", "4", "--json", str(out), "--quiet",
                  "--compare", f"other={samples}", "--compare", f"itself={itself}",
-                 "--top-k", "40", "--coherence", "0.5"])
+                 "--top-k", "40"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "bits per token" in printed and "Spearman" in printed and "latent swap" in printed
     r = json.loads(out.read_text())
-    assert r["sampling"] == {"temperature": 1.0, "top_k": 40, "top_p": None, "coherence": 0.5}
-    assert r["prior"] == "normal" and "prior samples' latents: normal prior" in printed
+    assert r["sampling"] == {"temperature": 1.0, "top_k": 40, "top_p": None, "coherence": 0.0}
+    # training fitted a learnt prior: prior samples and the second ELBO use it
+    assert r["prior"] == "learnt" and "prior samples' latents: learnt prior" in printed
+    assert math.isfinite(r["likelihood"]["learnt_prior"]["bits_per_token"])
     lk = r["likelihood"]
     for key in ("bits_per_token", "bits_per_note", "elbo_nats_per_token", "kl_nats_per_bar",
                 "teacher_forced_token_accuracy", "active_units"):

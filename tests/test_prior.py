@@ -102,7 +102,9 @@ def test_a_stale_or_damaged_prior_is_refused_in_one_line(prior_run, tmp_path, ca
     with pytest.raises(UserError, match="damaged"):
         MusicVAE.load(stale)
     (stale / ck.PRIOR).unlink()
-    assert MusicVAE.load(stale).prior is None  # auto: no prior, N(0, I)
+    capsys.readouterr()
+    assert MusicVAE.load(stale).prior is None  # auto: no prior, N(0, I), and a note says so
+    assert "has no learnt prior" in capsys.readouterr().err
     with pytest.raises(UserError, match="no learnt prior"):
         MusicVAE.load(stale, prior="learnt")
     rc = main(["sample", str(stale), "--prior", "learnt", "--out", str(tmp_path / "o")])

@@ -15,7 +15,8 @@ from mtvae import train as train_module
 from mtvae.cli import main
 from mtvae.config import RunConfig
 
-FAST = dict(preset="tiny", batch_size=4, segments=2, val_every=5, quiet=True, device="cpu")
+FAST = dict(preset="tiny", batch_size=4, segments=2, val_every=5, quiet=True, device="cpu",
+            prior_steps=0)  # the learnt prior has its own tests (test_prior.py)
 
 
 def weights(path):

@@ -36,8 +36,9 @@ class ModelConfig:
     # output logit of the bar (train --bar-bias; measured in docs/RESULTS.md, off by default)
     bar_bias: bool = False
     # log-variance of the posterior at initialisation (the bias of its logvar half): 0 starts
-    # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar)
-    init_logvar: float = 0.0
+    # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar); -4
+    # since session 8 (with a 128-nat KL target the decoder learns to read z; RESULTS.md)
+    init_logvar: float = -4.0
     # the note bag: a head that predicts from z which tokens occur in the bar, whose
     # log-probabilities are added to the bar's output logits (train --note-bag)
     note_bag: bool = False
@@ -112,12 +113,13 @@ class TrainConfig:
     val_windows: int = 64  # validation windows (fixed, whole examples)
     patience: int = 10  # validations without improvement before stopping
     # the latent's levers (docs/RESULTS.md, "Latents"): the KL weight, free bits (a KL target
-    # of free_bits × d_latent nats per bar), word dropout and the bag-of-notes loss. At the
-    # budgets measured so far the stronger settings lost, so these stay as they were.
+    # of free_bits × d_latent nats per bar), word dropout and the bag-of-notes loss. Since
+    # session 8 the KL target is 2 nats per dimension (128 per bar for `small`, 0.25 before):
+    # the latent carries the bar and a learnt prior (prior_steps) samples it.
     beta_max: float = 1.0
     beta_warmup_steps: int = 2000
     beta_cycle_steps: int = 0  # >0: cyclic annealing with this period
-    free_bits: float = 0.25  # nats per latent dimension
+    free_bits: float = 2.0  # nats per latent dimension
     recon_weight: float = 1.0  # weight of the compression's attention-reconstruction loss
     transpose: int = 5  # random transposition in [-transpose, transpose] semitones
     tempo_jitter: float = 0.5  # probability to move tempo tokens by one class
@@ -131,9 +133,9 @@ class TrainConfig:
     # share of training windows arranged for infilling (bars before a gap, bars after it,
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
-    # after training, fit a learnt prior over bar latents (``mtvae prior``) for this many
-    # steps (0: none; sample then draws from N(0, I) until ``mtvae prior`` is run)
-    prior_steps: int = 0
+    # after training, fit a learnt prior over bar latents (``mtvae prior``) for at most this
+    # many steps (0: none; sample then draws from N(0, I) until ``mtvae prior`` is run)
+    prior_steps: int = 1500
 
     def __post_init__(self):
         from . import validate as V
