@@ -141,7 +141,7 @@ def latent_run(tiny_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "latent"
     train(tiny_data, run, preset="tiny", max_steps=100, val_every=50, batch_size=4, segments=2,
           quiet=True, device="cpu", aux_weight=1.0, beta_max=0.2, free_bits=1.0, word_dropout=0.3,
-          lr=2e-3, model_overrides={"bar_bias": True})
+          lr=2e-3, prior_steps=0, model_overrides={"bar_bias": True})
     return run
 
 

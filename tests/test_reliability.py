@@ -38,6 +38,7 @@ needs_fsize = pytest.mark.skipif(resource is None or not hasattr(resource, "RLIM
 
 STEPS = 30
 TRAIN = ["--preset", "tiny", "--max-steps", str(STEPS), "--val-every", "3", "--batch-size", "4",
+         "--prior-steps", "0",  # the learnt prior after training: tests/test_prior.py
          "--segments", "2", "--device", "cpu", "--quiet"]
 TIMEOUT = 240  # seconds for any one subprocess: generous on a busy machine, but finite
 

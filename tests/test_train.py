@@ -120,7 +120,7 @@ def test_torchrun_two_processes_keep_identical_weights(tiny_data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
            "--master_port=29533", "-m", "mtvae", "train", str(tiny_data), "--out", str(run),
            "--preset", "tiny", "--max-steps", "4", "--val-every", "2", "--batch-size", "2",
-           "--segments", "2", "--device", "cpu", "--quiet"]
+           "--segments", "2", "--device", "cpu", "--quiet", "--prior-steps", "0"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())

@@ -180,7 +180,7 @@ class PriorConfig:
     n_attr_classes: int = 8
     n_genres: int = 1
     d_attr: int = 16
-    d_hidden: int = 256
+    d_hidden: int = 256  # runs get 4 per latent dimension, at least 64 (train.prior_config)
     n_layers: int = 2
     n_mix: int = 4  # Gaussian components per bar
     dropout: float = 0.3

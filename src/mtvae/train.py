@@ -497,11 +497,7 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
         summary["config"] = asdict(cfg.train)
         ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         if cfg.train.prior_steps > 0 and cfg.model.use_vae and (run_dir / ck.BEST).is_file():
-            from .config import PriorConfig
-
-            pc = PriorConfig(d_latent=cfg.model.d_latent, n_attr_classes=cfg.model.n_attr_classes,
-                             n_genres=cfg.model.n_genres, steps=cfg.train.prior_steps,
-                             seed=cfg.train.seed)
+            pc = prior_config(cfg, steps=cfg.train.prior_steps, seed=cfg.train.seed)
             trainer.log(f"fitting the learnt prior ({pc.steps} steps; 'mtvae prior' redoes it)")
             p = _fit_prior(run_dir, data_dir, cfg, pc, dev, quiet)
             summary["prior"] = {k: p[k] for k in ("valid_nll_per_bar", "valid_nll_standard_normal")}
@@ -584,13 +580,21 @@ def _prior_nll(prior, songs: list[dict], seed: int) -> tuple[float, float]:
     return total / max(bars, 1), normal / max(bars, 1)
 
 
+def prior_config(cfg: RunConfig, **overrides):
+    """The learnt prior's config for a run: its latent size, classes and genres, and a GRU of
+    4 units per latent dimension (at least 64: 256 for `small`, 64 for `tiny`)."""
+    from .config import PriorConfig
+
+    return PriorConfig(**{"d_latent": cfg.model.d_latent, "n_attr_classes": cfg.model.n_attr_classes,
+                          "n_genres": cfg.model.n_genres,
+                          "d_hidden": max(64, 4 * cfg.model.d_latent)} | overrides)
+
+
 def train_prior(run_dir, data_dir, steps: int | None = None, max_songs: int | None = None,
                 device: str = "cpu", quiet: bool = False, seed: int = 0) -> dict:
     """Fit ``LatentPrior`` to the latents the run's encoder writes for the training songs of
     DATA_DIR (the DATA_DIR it was trained on) and save it as RUN_DIR/prior.safetensors, with
     its config, the weights' hash and the validation figures in the file's metadata."""
-    from .config import PriorConfig
-
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     load_meta(data_dir)
     if not (run_dir / ck.CONFIG).is_file() or not (run_dir / ck.BEST).is_file():
@@ -601,9 +605,8 @@ def train_prior(run_dir, data_dir, steps: int | None = None, max_songs: int | No
     if len(load_tokenizer(data_dir).vocab) != cfg.model.vocab_size:
         raise UserError(f"{data_dir} has another vocabulary than {run_dir}: use the DATA_DIR "
                         "the run was trained on")
-    pc = PriorConfig(d_latent=cfg.model.d_latent, n_attr_classes=cfg.model.n_attr_classes,
-                     n_genres=cfg.model.n_genres, **{k: v for k, v in
-                     (("steps", steps), ("max_songs", max_songs), ("seed", seed)) if v is not None})
+    pc = prior_config(cfg, **{k: v for k, v in
+                              (("steps", steps), ("max_songs", max_songs), ("seed", seed)) if v is not None})
     dev = resolve_device(device)
     with ck.FolderLock(run_dir, "prior"):
         return _fit_prior(run_dir, data_dir, cfg, pc, dev, quiet)
