@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "infill and evaluate then use.")
     g.add_argument("run_dir", metavar="RUN_DIR")
     g.add_argument("data_dir", metavar="DATA_DIR")
-    g.add_argument("--steps", type=int, help="training steps (default 1500)")
+    g.add_argument("--steps", type=int,
+                   help="training steps, at most (default 1500; it stops when validation stops improving)")
     g.add_argument("--max-songs", type=int, metavar="N", help="training songs encoded, 32 bars of each (default 1000)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
