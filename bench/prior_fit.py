@@ -20,8 +20,7 @@ from mtvae import checkpoint as ck
 from mtvae.config import PriorConfig
 from mtvae.data.dataset import load_split
 from mtvae.model import MTVAE
-from mtvae.model.prior import LatentPrior
-from mtvae.train import _prior_batch, _prior_nll, encode_store
+from mtvae.train import _prior_nll, encode_store, new_prior, prior_step
 
 # (name, songs used, bars per song (None: all), PriorConfig fields)
 VARIANTS = [
@@ -34,24 +33,14 @@ VARIANTS = [
 
 
 def fit(songs, valid, kw: dict, steps: int) -> dict:
+    """``mtvae prior``'s model and steps at a constant learning rate, no early stopping."""
     pc = PriorConfig(d_latent=songs[0]["mu"].shape[1], steps=steps, **kw)
-    torch.manual_seed(0)
-    prior = LatentPrior(pc)
-    allz = torch.cat([s["mu"] for s in songs])
-    spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
-    prior.z_mean.copy_(allz.mean(0))
-    prior.z_std.copy_(spread.clamp(min=1e-3))
+    prior = new_prior(pc, songs)
     opt = torch.optim.AdamW(prior.parameters(), lr=pc.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     curve, normal = [], None
     for step in range(1, steps + 1):
-        prior.train()
-        z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
-        loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-        opt.step()
+        loss = prior_step(prior, opt, songs, pc, gen)
         if step % 50 == 0:
             v, normal = _prior_nll(prior, valid, 0)
             curve.append((step, round(loss.item(), 2), round(v, 2)))

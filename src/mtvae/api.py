@@ -81,6 +81,7 @@ class MusicVAE:
         self.device = next(model.parameters()).device
         self.limits = limits  # the MIDI reader's guards for every song this model reads
         self.progress = False  # a progress bar for generation (the CLI turns it on)
+        self._hash: str | None = None  # the weights file's hash, once read
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -112,23 +113,28 @@ class MusicVAE:
         model = MTVAE(cfg.model)
         ck.load_weights(model, wpath)
         model.to(dev).eval()
-        learnt = None
+        learnt, weights_hash = None, None
         if prior == "learnt" or (prior == "auto" and (run_dir / ck.PRIOR).is_file()):
-            learnt = load_prior(run_dir, wpath, cfg).to(dev)
+            weights_hash = ck.file_hash(wpath)
+            learnt = load_prior(run_dir, wpath, weights_hash, cfg).to(dev)
         elif prior == "auto" and cfg.model.use_vae and cfg.train.prior_steps > 0:
             import sys
 
             print(f"note: {run_dir} has no learnt prior (its training stopped before fitting "
                   f"one): new bars' latents come from N(0, I); 'mtvae prior {run_dir} "
                   "DATA_DIR' fits it", file=sys.stderr)
-        return cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
+        m = cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
+        m._hash = weights_hash  # read once: the prior's check and model_hash share it
+        return m
 
     @property
     def genres(self) -> list[str]:
         return list(self.config.data.get("genres", ["unknown"]))
 
     def model_hash(self) -> str:
-        return ck.file_hash(self.weights)
+        if self._hash is None:
+            self._hash = ck.file_hash(self.weights)
+        return self._hash
 
     # ------------------------------------------------------------------ inputs
     def _genre(self, genre: str | None) -> int:
@@ -213,10 +219,12 @@ class MusicVAE:
         return self.model.decode(ids[:, :-1], cond[bar_of][None])[0][0]
 
     # ------------------------------------------------------------------ decoding
+    def _classes(self, values) -> torch.Tensor:
+        """Bar attribute classes, clipped to the model's, as a [1, N] tensor."""
+        return torch.as_tensor(np.clip(values, 0, self.n_classes - 1), device=self.device)[None]
+
     def _cond(self, z, rhythm, polyphony, genre: int) -> torch.Tensor:
-        top = self.n_classes - 1
-        r = torch.as_tensor(np.clip(rhythm, 0, top), device=self.device)[None]
-        p = torch.as_tensor(np.clip(polyphony, 0, top), device=self.device)[None]
+        r, p = self._classes(rhythm), self._classes(polyphony)
         zz = None if self.model.encoder is None else z.to(self.device)[None]
         g = torch.tensor([genre], device=self.device)
         return self.model.bar_conditions(zz, r, p, g)[0]
@@ -260,16 +268,13 @@ class MusicVAE:
             if coherence > 0:
                 raise UserError("--coherence draws bars from N(0, I); this model samples from "
                                 "its learnt prior (use --prior normal for --coherence)")
-            dev = self.device
-            r = torch.as_tensor(np.clip(rhythm, 0, self.n_classes - 1), device=dev)[None]
-            p = torch.as_tensor(np.clip(polyphony, 0, self.n_classes - 1), device=dev)[None]
-            g = torch.tensor([genre], device=dev)
+            g = torch.tensor([genre], device=self.device)
             c = cr = cp = None
             if context is not None and len(context[0]) > 0:
-                c = context[0].to(dev)[None]
-                cr = torch.as_tensor(np.clip(context[1], 0, self.n_classes - 1), device=dev)[None]
-                cp = torch.as_tensor(np.clip(context[2], 0, self.n_classes - 1), device=dev)[None]
-            return self.prior.sample(r, p, g, c, cr, cp, generator=gen)[0].cpu()
+                c = context[0].to(self.device)[None]
+                cr, cp = self._classes(context[1]), self._classes(context[2])
+            return self.prior.sample(self._classes(rhythm), self._classes(polyphony), g, c, cr,
+                                     cp, generator=gen)[0].cpu()
         z = torch.randn(bars, self.config.model.d_latent, generator=gen)
         if coherence > 0:  # drawn after the bars' own parts: coherence 0 keeps earlier draws
             shared = torch.randn(1, z.shape[1], generator=gen)
@@ -522,9 +527,10 @@ class MusicVAE:
 PRIORS = ("auto", "learnt", "normal")
 
 
-def load_prior(run_dir: Path, weights: Path, cfg: RunConfig):
+def load_prior(run_dir: Path, weights: Path, weights_hash: str, cfg: RunConfig):
     """RUN_DIR/prior.safetensors as a ``LatentPrior``, refused with one line when it is
-    missing, damaged, or was fitted to other weights than ``weights``."""
+    missing, damaged, or was fitted to other weights than ``weights`` (whose file hash is
+    ``weights_hash``)."""
     import json
 
     from .config import PriorConfig
@@ -540,7 +546,7 @@ def load_prior(run_dir: Path, weights: Path, cfg: RunConfig):
         fitted_to = json.loads(meta.get("summary", "{}")).get("weights_hash")
     except ValueError:
         fitted_to = None
-    if fitted_to != ck.file_hash(weights):
+    if fitted_to != weights_hash:
         raise UserError(f"{path} was fitted to other weights than {weights.name}: fit it again "
                         f"with 'mtvae prior {run_dir} DATA_DIR' (or use --prior normal)")
     if (pc.d_latent, pc.n_attr_classes, pc.n_genres) != (

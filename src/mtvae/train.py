@@ -563,6 +563,33 @@ def _prior_batch(songs: list[dict], n: int, chunk: int, gen: torch.Generator, sa
     return z, r, p, g, mask
 
 
+def new_prior(pc, songs: list[dict]):
+    """A ``LatentPrior`` (seeded by ``pc.seed``) whose standardisation is the training
+    latents' mean and spread (their means' variance plus the posteriors' mean variance)."""
+    from .model.prior import LatentPrior
+
+    torch.manual_seed(pc.seed)
+    prior = LatentPrior(pc)
+    allz = torch.cat([s["mu"] for s in songs])
+    spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
+    prior.z_mean.copy_(allz.mean(0))
+    prior.z_std.copy_(spread.clamp(min=1e-3))
+    return prior
+
+
+def prior_step(prior, opt, songs: list[dict], pc, gen: torch.Generator) -> torch.Tensor:
+    """One training step of the prior on a batch of posterior samples; returns its loss
+    (mean -log p(z) per bar)."""
+    prior.train()
+    z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
+    loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+    opt.step()
+    return loss
+
+
 def _prior_nll(prior, songs: list[dict], seed: int) -> tuple[float, float]:
     """Mean -log p(z) per bar of posterior samples of every bar of ``songs``: under the
     learnt prior and under N(0, I) (nats)."""
@@ -617,8 +644,6 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
     import numpy as np
     from tqdm.auto import tqdm
 
-    from .model.prior import LatentPrior
-
     model = MTVAE(cfg.model)
     ck.load_weights(model, run_dir / ck.BEST)
     model.to(dev).eval()
@@ -634,12 +659,7 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
     if not songs:
         raise UserError(f"{data_dir}: no training song has two bars or more")
     del model
-    torch.manual_seed(pc.seed)
-    prior = LatentPrior(pc)
-    allz = torch.cat([s["mu"] for s in songs])
-    spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
-    prior.z_mean.copy_(allz.mean(0))
-    prior.z_std.copy_(spread.clamp(min=1e-3))
+    prior = new_prior(pc, songs)
     opt = torch.optim.AdamW(prior.parameters(), lr=pc.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / pc.steps))))
@@ -648,13 +668,7 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
     every = min(50, max(pc.steps // 6, 1))  # validate often: it overfits within minutes
     bar = tqdm(total=pc.steps, desc="prior", unit="step", disable=quiet, leave=False)
     for step in range(1, pc.steps + 1):
-        prior.train()
-        z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
-        loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-        opt.step()
+        loss = prior_step(prior, opt, songs, pc, gen)
         sched.step()
         bar.update(1)
         if step % every == 0 or step == pc.steps:
@@ -672,7 +686,7 @@ def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bo
     prior.load_state_dict(best_state)
     summary = {"valid_nll_per_bar": round(best, 3),
                "valid_nll_standard_normal": round(normal, 3),
-               "train_songs": len(songs), "train_bars": int(len(allz)),
+               "train_songs": len(songs), "train_bars": sum(len(s["mu"]) for s in songs),
                "valid_songs": len(valid), "history": history,
                "weights_hash": ck.file_hash(run_dir / ck.BEST)}
     ck.save_weights(prior, run_dir / ck.PRIOR, {"prior_config": pc.to_json(),
