@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--songs", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, nargs="+", default=[0.0],
+                    help="latent guidance w of the decoding (one row per value)")
     ap.add_argument("--json", type=Path, default=Path("bench/results/latent_curve.json"))
     a = ap.parse_args()
     rows = []
@@ -39,10 +41,13 @@ def main() -> None:
         m = MusicVAE.load(run)
         songs = held_out_songs(m, _songs(a.data, a.split), a.songs, a.bars,
                                np.random.default_rng(a.seed))  # evaluate's songs for this seed
-        r = reconstruction(m, songs, a.bars, a.seed)
-        rows.append({"run": run.name, **r})
-        print(f"{run.name}: greedy {trio(r['greedy'])}, swap "
-              f"{r['latent_swap']['chroma_follows_donor']:.0%}", flush=True)
+        for w in a.guidance:
+            m.guidance = w
+            r = reconstruction(m, songs, a.bars, a.seed)
+            name = run.name + (f" (guidance {w:g})" if w else "")
+            rows.append({"run": name, "guidance": w, **r})
+            print(f"{name}: greedy {trio(r['greedy'])}, swap "
+                  f"{r['latent_swap']['chroma_follows_donor']:.0%}", flush=True)
     print("\n| run | greedy chroma / groove / note F1 | sampled chroma / groove / F1 | "
           "swap: chroma / groove follow donor |\n|---|---|---|---|")
     print(f"| floor: an unrelated song | {trio(rows[0]['floor'])} | | (≈ 50%) |")

@@ -9,7 +9,7 @@
 # Then `evaluate`: `mtvae evaluate` of the two final models (the probe's last weights, as
 # runs/long2k-ae-s2000: its best ELBO is early, as β 0 lets the KL grow), the latent metrics
 # of every snapshot (bench/latent_curve.py) and what the decoder reads (bench/latent_use.py).
-# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|train-kl128-pair|evaluate
+# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|train-kl128-pair|train-kl128-drop|evaluate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -41,6 +41,14 @@ case "${1:-train}" in
     # whether the decoder starts to read z sooner when every step goes further
     run long2k-kl128 --free-bits 2 --init-logvar -4 & snapshots long2k-kl128 &
     run long2k-kl128lr --free-bits 2 --init-logvar -4 --lr 1e-3 & snapshots long2k-kl128lr &
+    wait ;;
+  train-kl128-drop)  # session 9: the KL-128 VAE with word dropout 0.3 (the decoder's input
+    # tokens masked, so the bar's own tokens predict less and z more) beside the same with
+    # context dropout 0.5 (half the bars decoded without the bars before them)
+    run long2k-kl128wd --free-bits 2 --init-logvar -4 --prior-steps 0 --word-dropout 0.3 &
+    snapshots long2k-kl128wd &
+    run long2k-kl128cd --free-bits 2 --init-logvar -4 --prior-steps 0 --context-dropout 0.5 &
+    snapshots long2k-kl128cd &
     wait ;;
   evaluate)
     snapshot long2k-base 2000; snapshot long2k-ae 2000

@@ -80,6 +80,8 @@ CASES = [
     (["train", "DATA", "--out", "TMP/t", "--beta-cycle-steps", "-2"], "--beta-cycle-steps"),
     # sample
     (["sample", "RUN", "--coherence", "1.5"], "--coherence"),
+    (["sample", "RUN", "--guidance", "-1"], "--guidance"),
+    (["reconstruct", "RUN", "A", "--guidance", "nan"], "--guidance"),
     (["sample", "RUN", "--temperature", "nan"], "--temperature"),
     (["sample", "RUN", "--temperature", "inf"], "--temperature"),
     (["sample", "RUN", "--temperature", "-1"], "--temperature"),
@@ -157,6 +159,7 @@ CASES = [
     # evaluate
     (["evaluate", "RUN", "DATA", "--samples", "0"], "--samples"),
     (["evaluate", "RUN", "DATA", "--coherence", "-0.5"], "--coherence"),
+    (["evaluate", "RUN", "DATA", "--guidance", "11"], "--guidance"),
     (["evaluate", "RUN", "DATA", "--max-windows", "-1"], "--max-windows"),
     (["evaluate", "RUN", "DATA", "--bars", "0"], "--bars"),
     (["evaluate", "RUN", "DATA", "--top-k", "0"], "--top-k"),

@@ -179,6 +179,36 @@ def test_the_decoder_reads_its_latents(latent_run, tiny_data):
     assert not any(x or y for x, y in outcomes())
 
 
+def test_latent_guidance_follows_the_latent_and_only_the_latent(latent_run, tiny_data):
+    """Guidance moves each step's logits away from those with z = 0: with a song's latents
+    greedy decoding changes, with z = 0 it must not (so it nulls z's columns and nothing
+    else), and a model loads with the default and refuses a bad value in one line."""
+    import csv
+
+    import torch
+
+    m = MusicVAE.load(latent_run)
+    assert m.guidance == 0.5  # the default
+    with open(tiny_data / "manifest.csv") as f:
+        files = [r["file"] for r in csv.DictReader(f)]
+    encs = [m.read(p).first_bars(4) for p in files if len(m.read(p).bar_starts) >= 4][:6]
+
+    def decode(a, z, w):
+        out = m._from_latents(z, a.rhythm, a.polyphony, 0, 0, Sampling(0.0, guidance=w),
+                              a.timesigs)
+        return T.encode_score(out, m.tokenizer, m.tables).ids.tolist()
+
+    changed = 0
+    for a in encs:
+        za = m._latents(a)
+        changed += decode(a, za, 0.0) != decode(a, za, 2.0)
+        zero = torch.zeros_like(za)
+        assert decode(a, zero, 0.0) == decode(a, zero, 2.0)
+    assert changed >= 3, changed
+    with pytest.raises(UserError, match="--guidance"):
+        m.guidance = -0.5
+
+
 def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):
     import shutil
 

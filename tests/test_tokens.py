@@ -160,6 +160,24 @@ def test_attribute_classes_use_quantile_edges():
     assert np.bincount(classes).tolist() == [10] * 8
 
 
+def test_no_attribute_class_is_empty_when_a_value_is_frequent(pop909):
+    """Real bars hold exact values often (half of the sub-beats with an onset, four notes at
+    every onset): the edges must still give every class some bars, or asking for that class
+    conditions the decoder on an embedding it never trained."""
+    tok = T.make_tokenizer()
+    tables = T.TokenTables(tok)
+    songs = [T.encode_score(symusic.Score(p), tok, tables) for p in pop909[:12]]
+    for attr in ("rhythm", "polyphony"):
+        values = np.concatenate([getattr(s, attr) for s in songs])
+        counts = np.bincount(T.attribute_classes(values, T.attribute_edges(values)), minlength=8)
+        assert (counts > 0).all(), (attr, counts.tolist())
+        assert counts.max() < 0.5 * len(values), (attr, counts.tolist())
+    # a value held by a third of the data is a class of its own, and the rest still split
+    values = np.r_[np.full(300, 0.5), np.linspace(0, 1, 600)]
+    counts = np.bincount(T.attribute_classes(values, T.attribute_edges(values)), minlength=8)
+    assert (counts > 0).all() and counts.max() >= 300, counts.tolist()
+
+
 def test_bpe_keeps_bars_and_decodes_to_the_same_tokens(pop909):
     tok = T.make_tokenizer()
     tables = T.TokenTables(tok)

@@ -82,14 +82,30 @@ class MusicVAE:
         self.limits = limits  # the MIDI reader's guards for every song this model reads
         self.progress = False  # a progress bar for generation (the CLI turns it on)
         self._hash: str | None = None  # the weights file's hash, once read
+        self.guidance = DEFAULT_GUIDANCE
+
+    @property
+    def guidance(self) -> float:
+        """Latent guidance w of every decoding from bar latents: each token's logits are
+        moved away from what the decoder would write with z = 0 by w times the difference
+        (classifier-free guidance, with "no latent" as the unconditional model). 0 decodes
+        plainly; the default 0.5 makes reconstructions, transfers and samples follow their
+        latents more closely (docs/RESULTS.md, "Latent guidance"). Each step decodes twice."""
+        return self._guidance
+
+    @guidance.setter
+    def guidance(self, w: float) -> None:
+        self._guidance = V.number("guidance", w, 0.0, 10.0)
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str = "cpu", weights: str = ck.BEST,
-             limits: Limits = DEFAULT_LIMITS, prior: str = "auto") -> MusicVAE:
+             limits: Limits = DEFAULT_LIMITS, prior: str = "auto",
+             guidance: float | None = None) -> MusicVAE:
         """``prior``: where new bars' latents come from: "learnt" (RUN_DIR/prior.safetensors,
         made by ``mtvae prior``), "normal" (N(0, I), what the VAE was trained with) or
-        "auto" (the learnt prior when the run has one)."""
+        "auto" (the learnt prior when the run has one). ``guidance``: see
+        ``MusicVAE.guidance`` (None: the default)."""
         run_dir = Path(run_dir)
         if prior not in PRIORS:
             raise UserError(f"--prior {prior!r}: choose from {', '.join(PRIORS)}")
@@ -124,6 +140,8 @@ class MusicVAE:
                   f"one): new bars' latents come from N(0, I); 'mtvae prior {run_dir} "
                   "DATA_DIR' fits it", file=sys.stderr)
         m = cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
+        if guidance is not None:
+            m.guidance = guidance
         m._hash = weights_hash  # read once: the prior's check and model_hash share it
         return m
 
@@ -249,7 +267,7 @@ class MusicVAE:
         return outs
 
     def _sampling(self, temperature, top_k, top_p) -> Sampling:
-        return Sampling(*V.sampling(temperature, top_k, top_p))
+        return Sampling(*V.sampling(temperature, top_k, top_p), guidance=self.guidance)
 
     @staticmethod
     def _seed(seed) -> int:
@@ -525,6 +543,7 @@ class MusicVAE:
 
 
 PRIORS = ("auto", "learnt", "normal")
+DEFAULT_GUIDANCE = 0.5  # MusicVAE.guidance
 
 
 def load_prior(run_dir: Path, weights: Path, weights_hash: str, cfg: RunConfig):

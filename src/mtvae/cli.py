@@ -92,7 +92,8 @@ def _load(args):
     V.out_dir(args.out)
     m = MusicVAE.load(args.run_dir, device=args.device,
                       limits=Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000)),
-                      prior=getattr(args, "prior", "normal"))  # commands that draw new latents
+                      prior=getattr(args, "prior", "normal"),  # commands that draw new latents
+                      guidance=getattr(args, "guidance", None))
     m.progress = not args.quiet
     return m
 
@@ -125,6 +126,7 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
         files.append(render(score, out / name, title=title, wav=not args.no_audio,
                             shade=shade[i] if shade else None))
     settings.update({"mtvae_version": __version__, "model_hash": model.model_hash(),
+                     "guidance": model.guidance,  # the one used, default included
                      "files": files, **(extra or {})})
     from .checkpoint import write_text
 
@@ -260,7 +262,8 @@ def _evaluate(args) -> int:
                       bars=args.bars, seed=args.seed, max_windows=args.max_windows,
                       device=args.device, compare=compare, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, coherence=args.coherence,
-                      prior=args.prior, progress=(lambda msg: None) if args.quiet else print)
+                      prior=args.prior, guidance=args.guidance,
+                      progress=(lambda msg: None) if args.quiet else print)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
@@ -281,10 +284,17 @@ def _add_max_bars(p: argparse.ArgumentParser) -> None:
                    help="refuse MIDI longer than N bars after trimming silence (default 2048)")
 
 
+def _add_guidance(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guidance", type=float, metavar="W",
+                   help="latent guidance: how much more than plainly the music follows its bar "
+                        "latents (0 = plain decoding; default 0.5; each step decodes twice)")
+
+
 def _add_sampling(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     p.add_argument("--top-k", type=int)
     p.add_argument("--top-p", type=float)
+    _add_guidance(p)
     p.add_argument("--seed", type=int, help="default: random (recorded in settings.json)")
     p.add_argument("--out", default=out_default, metavar="OUT_DIR")
     p.add_argument("--device", default="cpu")
@@ -508,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--coherence", type=float, default=0.0, metavar="C",
                    help="prior and control samples: share of each bar latent the bars have in "
                         "common (as sample --coherence)")
+    _add_guidance(g)
     _add_prior(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")

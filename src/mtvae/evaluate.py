@@ -182,13 +182,13 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
     other = [n + k for k in own]
     out: dict = {"songs": n, "bars": bars}
     for name, temp in (("greedy", 0.0), ("sampled", 1.0)):
-        outs = m._decode(plans(own), Sampling(temperature=temp))
+        outs = m._decode(plans(own), m._sampling(temp, None, None))
         rows = [M.bar_similarity(r, o, bars) for r, o in zip(refs, outs)]
         out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     floor = [M.bar_similarity(refs[k], refs[j], bars) for k, j in zip(own, other)]
     out["floor"] = {k: float(np.mean([r[k] for r in floor])) for k in floor[0]}
 
-    swapped = m._decode(plans(other), Sampling(temperature=0.0))
+    swapped = m._decode(plans(other), m._sampling(0.0, None, None))
     follows = {"chroma": [], "groove": []}
     for k, j in zip(own, other):
         (ca, ga), (cb, gb), (co, go) = (M.bar_profiles(x, bars) for x in (refs[k], refs[j], swapped[k]))
@@ -300,13 +300,15 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
              seed: int = 0, max_windows: int | None = 200, device: str = "cpu",
              compare: dict[str, str] | None = None, control_per_class: int | None = None,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             progress=print, limits=None, coherence: float = 0.0, prior: str = "auto") -> dict:
+             progress=print, limits=None, coherence: float = 0.0, prior: str = "auto",
+             guidance: float | None = None) -> dict:
     """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes).
 
     ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
     sampling by default; e.g. ``top_k`` to match a baseline that filters its samples);
     ``coherence`` how alike their bars' latents are (see ``MusicVAE.sample``); ``prior``
-    where their latents come from (see ``MusicVAE.load``)."""
+    where their latents come from and ``guidance`` the latent guidance of every decoding
+    (see ``MusicVAE.load``)."""
     from . import validate as V
     from .data.midi import DEFAULT_LIMITS
 
@@ -324,7 +326,8 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     if meta.get("bpe"):
         raise UserError(f"{data_dir} holds BPE tokens; evaluate needs a DATA_DIR prepared "
                         "without --bpe-vocab (as generation does)")
-    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS, prior=prior)
+    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS, prior=prior,
+                      guidance=guidance)
     if meta["vocab_size"] != m.config.model.vocab_size:
         raise UserError(f"{data_dir} has a vocabulary of {meta['vocab_size']} tokens; "
                         f"this model was trained on {m.config.model.vocab_size}")
@@ -335,7 +338,8 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
                     "sampling": {"temperature": temperature, "top_k": top_k, "top_p": top_p,
                                  "coherence": coherence},
                     # where prior and control samples' latents come from (``mtvae prior``)
-                    "prior": "learnt" if m.prior is not None else "normal"}
+                    "prior": "learnt" if m.prior is not None else "normal",
+                    "guidance": m.guidance}  # of every decoding from latents
     sampling = result["sampling"]
     rng = np.random.default_rng(seed)
     split_songs = _songs(data_dir, split)
@@ -354,10 +358,11 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
         result["reconstruction"] = reconstruction(m, recon_songs, bars, seed, partners)
     if m.can_infill:
         progress("infilling ...")
-        result["infilling"] = infilling(m, recon_songs, seed, Sampling(*V.sampling(
-            temperature, top_k, top_p)))
+        result["infilling"] = infilling(m, recon_songs, seed, m._sampling(temperature, top_k, top_p))
     progress("control ...")
-    result["control"] = control(m, control_per_class or max(1, samples // 16), bars, seed,
+    # a quarter of the prior samples per class (16 samples: 4 per class, 256 bars of 8): one
+    # per class read polyphony rho 0.65 where 256 bars give 0.45 (docs/RESULTS.md, session 9)
+    result["control"] = control(m, control_per_class or max(1, samples // 4), bars, seed,
                                 **sampling)
 
     progress(f"{samples} prior samples ...")
@@ -435,7 +440,8 @@ def format_table(r: dict) -> str:
     lines += [f"| {a} | {ct[a]['spearman_rho']:.3f} |" for a in ("rhythm", "polyphony")]
     ms = r["music_statistics"]
     names = list(ms)
-    lines += ["", f"prior samples' latents: {r.get('prior', 'normal')} prior", "",
+    lines += ["", f"prior samples' latents: {r.get('prior', 'normal')} prior; latent guidance "
+              f"{r.get('guidance', 0.0):g}", "",
               "| feature (overlap ↑ / KL ↓) | " + " | ".join(names) + " |",
               "|---|" + "---:|" * len(names)]
     for feat in ms[names[0]]:

@@ -81,6 +81,7 @@ class Sampling:
     top_k: int | None = None
     top_p: float | None = None
     max_bar_tokens: int = 256  # a bar that grows longer is closed as soon as it may be
+    guidance: float = 0.0  # latent guidance w: logits + w * (logits - logits with z = 0)
 
 
 def allowed(g: Grammar, st: SeqState, bars: int, sampling: Sampling,
@@ -175,6 +176,23 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
         bar_of = np.cumsum(grammar.kind[np.asarray(p.prompt + [grammar.bar_id])] == BAR) - 1
         conds.append(p.cond_bars[torch.from_numpy(np.clip(bar_of, 0, None))])
     cond_hist = torch.stack(conds).to(device)
+    # latent guidance: a second copy of the batch decodes with z = 0, and each step's logits
+    # move away from it by w (classifier-free guidance with "no latent" as the unconditional)
+    w = sampling.guidance if getattr(model, "encoder", None) is not None else 0.0
+    d_z = model.cfg.d_latent
+
+    def doubled(c: torch.Tensor) -> torch.Tensor:
+        if not w:
+            return c
+        null = c.clone()
+        null[..., :d_z] = 0
+        return torch.cat([c, null])
+
+    def guided(lg: torch.Tensor) -> torch.Tensor:
+        return lg if not w else lg[:B] + w * (lg[:B] - lg[B:])
+
+    history = torch.cat([history, history]) if w else history
+    cond_hist = doubled(cond_hist)
     for i in range(B):
         states[i].update(grammar, grammar.bar_id)
         outs[i].append(grammar.bar_id)
@@ -182,6 +200,7 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
         logits, state = model.prefill(history, cond_hist)
     else:
         logits = model.decode(history, cond_hist)[0][:, -1]
+    logits = guided(logits)
 
     while not all(st.done for st in states):
         nxt = torch.empty(B, dtype=torch.long)
@@ -203,11 +222,13 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
             progress(sum(len(o) for o in outs))
         if all(st.done for st in states):
             break
-        cond = torch.stack([cond_for(i) for i in range(B)]).to(device)
+        cond = doubled(torch.stack([cond_for(i) for i in range(B)]).to(device))
+        nxt = torch.cat([nxt, nxt]) if w else nxt
         if use_cache:
             logits, state = model.step(nxt.to(device), cond, state)
         else:
             history = torch.cat([history, nxt[:, None].to(device)], dim=1)
             cond_hist = torch.cat([cond_hist, cond[:, None]], dim=1)
             logits = model.decode(history, cond_hist)[0][:, -1]
+        logits = guided(logits)
     return outs

@@ -208,11 +208,25 @@ def encode_score(score: symusic.Score, tokenizer: REMI, tables: Vocab) -> Encode
 
 
 def attribute_edges(values: np.ndarray) -> list[float]:
-    """Seven quantile edges that cut ``values`` into 8 classes."""
+    """Seven edges that cut ``values`` into 8 classes of about equal size, each edge a value
+    that occurs, strictly rising, so that no class is empty where one value is frequent (a
+    rhythm of exactly half the sub-beats is a quarter of all bars: plain quantiles put two
+    edges on it and left a class that no bar had). Each edge in turn splits what is left
+    evenly among the classes still to come."""
     if len(values) == 0:
         return [0.0] * (NUM_CLASSES - 1)
-    qs = np.linspace(0, 1, NUM_CLASSES + 1)[1:-1]
-    return [float(x) for x in np.quantile(values, qs)]
+    v = np.asarray(values, dtype=np.float64)
+    u, counts = np.unique(v, return_counts=True)
+    if len(u) < NUM_CLASSES:  # too few distinct values for 8 classes
+        return [float(x) for x in np.quantile(v, np.linspace(0, 1, NUM_CLASSES + 1)[1:-1])]
+    below = np.r_[0, np.cumsum(counts)[:-1]]  # values under u[i]: class k holds [edge k-1, edge k)
+    idx, prev = [], 0
+    for k in range(NUM_CLASSES - 1):
+        target = below[prev] + (len(v) - below[prev]) / (NUM_CLASSES - k)
+        cands = np.arange(prev + 1, len(u) - (NUM_CLASSES - 2 - k))  # room for the edges above
+        prev = int(cands[np.argmin(np.abs(below[cands] - target))])
+        idx.append(prev)
+    return [float(u[i]) for i in idx]
 
 
 def attribute_classes(values: np.ndarray, edges: list[float]) -> np.ndarray:
