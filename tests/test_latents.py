@@ -207,6 +207,15 @@ def test_latent_guidance_follows_the_latent_and_only_the_latent(latent_run, tiny
     assert changed >= 3, changed
     with pytest.raises(UserError, match="--guidance"):
         m.guidance = -0.5
+    # a song's latents with other attributes (a transfer's shift) decode without guidance
+    # unless it was set: the latents hold the bars' own rhythm and polyphony
+    m.reconstruct(files[0], bars=2, seed=1)
+    assert m.last_guidance == 0.5
+    m.transfer(files[0], bars=2, rhythm_shift=2, seed=1)
+    assert m.last_guidance == 0.0
+    m.guidance = 0.25
+    m.transfer(files[0], bars=2, rhythm_shift=2, seed=1)
+    assert m.last_guidance == 0.25
 
 
 def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):

@@ -82,20 +82,24 @@ class MusicVAE:
         self.limits = limits  # the MIDI reader's guards for every song this model reads
         self.progress = False  # a progress bar for generation (the CLI turns it on)
         self._hash: str | None = None  # the weights file's hash, once read
-        self.guidance = DEFAULT_GUIDANCE
+        self._guidance: float | None = None  # None: the default (see ``guidance``)
+        self.last_guidance = 0.0  # the guidance of the last generating call (settings.json)
 
     @property
     def guidance(self) -> float:
         """Latent guidance w of every decoding from bar latents: each token's logits are
         moved away from what the decoder would write with z = 0 by w times the difference
         (classifier-free guidance, with "no latent" as the unconditional model). 0 decodes
-        plainly; the default 0.5 makes reconstructions, transfers and samples follow their
-        latents more closely (docs/RESULTS.md, "Latent guidance"). Each step decodes twice."""
-        return self._guidance
+        plainly; the default 0.5 makes samples, reconstructions and infilled bars follow their
+        latents more closely (docs/RESULTS.md, session 9). Each step decodes twice. Unless set,
+        a song's own (or ``like``'s) latents decoded with other attributes than their bars'
+        (``transfer`` shifts, ``infill`` classes with kept latents) get 0: guidance pulls
+        towards the latents, which hold the bars' own rhythm and polyphony."""
+        return DEFAULT_GUIDANCE if self._guidance is None else self._guidance
 
     @guidance.setter
-    def guidance(self, w: float) -> None:
-        self._guidance = V.number("guidance", w, 0.0, 10.0)
+    def guidance(self, w: float | None) -> None:
+        self._guidance = None if w is None else V.number("guidance", w, 0.0, 10.0)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -140,8 +144,7 @@ class MusicVAE:
                   f"one): new bars' latents come from N(0, I); 'mtvae prior {run_dir} "
                   "DATA_DIR' fits it", file=sys.stderr)
         m = cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
-        if guidance is not None:
-            m.guidance = guidance
+        m.guidance = guidance
         m._hash = weights_hash  # read once: the prior's check and model_hash share it
         return m
 
@@ -266,8 +269,12 @@ class MusicVAE:
         bar.close()
         return outs
 
-    def _sampling(self, temperature, top_k, top_p) -> Sampling:
-        return Sampling(*V.sampling(temperature, top_k, top_p), guidance=self.guidance)
+    def _sampling(self, temperature, top_k, top_p, other_attributes: bool = False) -> Sampling:
+        """``other_attributes``: fixed latents are decoded with attributes they do not hold
+        (no guidance unless it was set; see ``guidance``)."""
+        w = 0.0 if other_attributes and self._guidance is None else self.guidance
+        self.last_guidance = w
+        return Sampling(*V.sampling(temperature, top_k, top_p), guidance=w)
 
     @staticmethod
     def _seed(seed) -> int:
@@ -406,7 +413,7 @@ class MusicVAE:
                                top_k=top_k, top_p=top_p, seed=seed, _shifts=(rs, ps))
         bars = V.bars(int(bars) if isinstance(bars, str) else bars, hi=V.MAX_GEN_BARS,
                       allow_none=True)
-        sampling = self._sampling(temperature, top_k, top_p)
+        sampling = self._sampling(temperature, top_k, top_p, other_attributes=bool(rs or ps))
         seed = self._seed(seed)
         g = self._genre(genre)
         enc = self.read(song).first_bars(bars)
@@ -434,7 +441,9 @@ class MusicVAE:
         round a shorter song); its attributes are the original bars' unless ``rhythm`` /
         ``polyphony`` give classes (one value, or one per gap bar). Ranges are filled left to
         right, each reading the bars already filled."""
-        sampling = self._sampling(temperature, top_k, top_p)
+        fixed = keep_latents or like is not None  # latents from a song, not from the prior
+        sampling = self._sampling(temperature, top_k, top_p, other_attributes=fixed and (
+            rhythm is not None or polyphony is not None or any(_shifts or ())))
         seed = self._seed(seed)
         g = self._genre(genre)
         if not self.can_infill:

@@ -126,7 +126,7 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
         files.append(render(score, out / name, title=title, wav=not args.no_audio,
                             shade=shade[i] if shade else None))
     settings.update({"mtvae_version": __version__, "model_hash": model.model_hash(),
-                     "guidance": model.guidance,  # the one used, default included
+                     "guidance": model.last_guidance,  # the one used, default included
                      "files": files, **(extra or {})})
     from .checkpoint import write_text
 
@@ -287,7 +287,8 @@ def _add_max_bars(p: argparse.ArgumentParser) -> None:
 def _add_guidance(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, metavar="W",
                    help="latent guidance: how much more than plainly the music follows its bar "
-                        "latents (0 = plain decoding; default 0.5; each step decodes twice)")
+                        "latents (0 = plain decoding; default 0.5, or 0 where a song's latents "
+                        "get other attributes, as in transfer; each step decodes twice)")
 
 
 def _add_sampling(p: argparse.ArgumentParser, out_default: str) -> None:
