@@ -188,10 +188,9 @@ def test_a_model_trained_without_infilling_refuses_with_one_line(tiny_run, song,
 def test_the_infilling_evaluation_measures_what_infill_writes(vae, song, nottingham):
     from mtvae import metrics as M
     from mtvae.evaluate import INFILL_BEFORE, format_table, infilling
-    from mtvae.generate import Sampling
 
     songs = [song, next(p for p in nottingham[1:] if len(vae.read(p).bar_starts) >= 8)]
-    r = infilling(vae, songs, 4, Sampling(1.0), gaps=(2,))
+    r = infilling(vae, songs, 4, vae._sampling(1.0, None, None), gaps=(2,))  # as evaluate
     row = r["2"]
     assert row["songs"] == 2
     a, b = INFILL_BEFORE + 1, INFILL_BEFORE + 2  # bars 5-6, numbered from 1
