@@ -179,14 +179,9 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
     # latent guidance: a second copy of the batch decodes with z = 0, and each step's logits
     # move away from it by w (classifier-free guidance with "no latent" as the unconditional)
     w = sampling.guidance if getattr(model, "encoder", None) is not None else 0.0
-    d_z = model.cfg.d_latent
 
     def doubled(c: torch.Tensor) -> torch.Tensor:
-        if not w:
-            return c
-        null = c.clone()
-        null[..., :d_z] = 0
-        return torch.cat([c, null])
+        return torch.cat([c, model.without_latent(c)]) if w else c
 
     def guided(lg: torch.Tensor) -> torch.Tensor:
         return lg if not w else lg[:B] + w * (lg[:B] - lg[B:])

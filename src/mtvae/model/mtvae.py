@@ -81,6 +81,14 @@ class MTVAE(nn.Module):
         parts += [self.rhythm_emb(rhythm), self.poly_emb(polyphony), g]
         return torch.cat(parts, dim=-1)
 
+    def without_latent(self, cond: torch.Tensor) -> torch.Tensor:
+        """A copy of ``cond`` (``bar_conditions``' layout: z first) with z's columns zeroed:
+        what the decoder is given with no latent (latent guidance)."""
+        out = cond.clone()
+        if self.encoder is not None:
+            out[..., :self.cfg.d_latent] = 0
+        return out
+
     def decode(self, inputs: torch.Tensor, cond_tok: torch.Tensor, memory: Memory | None = None,
                bar_tok: torch.Tensor | None = None, alone_tok: torch.Tensor | None = None):
         """Teacher-forced decoding of [B, L] tokens, segment by segment, memory carried.
