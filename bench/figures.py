@@ -140,19 +140,22 @@ def _test_songs(m, data_dir: Path, bars: int, n: int) -> list:
     return out
 
 
-def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: int = 3) -> None:
+def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: int = 3,
+                    guidance: float | None = None) -> None:
     """Three held-out songs (the first of evaluate's seeded order) beside their greedy
-    reconstructions from the posterior means, and one latent swap (A decoded with B's latents)."""
+    reconstructions from the posterior means, and one latent swap (A decoded with B's latents),
+    at latent guidance ``guidance`` (None: the model's default, as ``mtvae evaluate``)."""
     from mtvae import MusicVAE
     from mtvae import metrics as M
     from mtvae.generate import Sampling
 
-    m = MusicVAE.load(run_dir)
+    m = MusicVAE.load(run_dir, guidance=guidance)
+    greedy = Sampling(0.0, guidance=m.guidance)
     encs = _test_songs(m, data_dir, bars, n + 1)
     fig, axes = plt.subplots(n + 1, 3, figsize=(15, 2.6 * (n + 1)))
     for k, (name, e) in enumerate(encs[:n]):
         ref = m.tokenizer.decode(e.ids.tolist())
-        rec = m._from_latents(m._latents(e), e.rhythm, e.polyphony, 0, 0, Sampling(0.0), e.timesigs)
+        rec = m._from_latents(m._latents(e), e.rhythm, e.polyphony, 0, 0, greedy, e.timesigs)
         grid = None
         sim = M.bar_similarity(ref, rec, bars)
         _roll(axes[k, 0], ref, f"{name}: original, first {bars} bars", grid)
@@ -161,14 +164,15 @@ def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: 
         axes[k, 2].axis("off")
     (na, a), (nb, b) = encs[0], encs[n]
     ra, rb = m.tokenizer.decode(a.ids.tolist()), m.tokenizer.decode(b.ids.tolist())
-    sw = m._from_latents(m._latents(b), a.rhythm, a.polyphony, 0, 0, Sampling(0.0), a.timesigs)
+    sw = m._from_latents(m._latents(b), a.rhythm, a.polyphony, 0, 0, greedy, a.timesigs)
     _roll(axes[n, 0], ra, f"A = {na}")
     _roll(axes[n, 1], rb, f"B = {nb}")
     (ca, ga), (cb, gb), (co, go) = (M.bar_profiles(x, bars) for x in (ra, rb, sw))
     follow = np.mean(M.row_cosine(co, cb) > M.row_cosine(co, ca))
     _roll(axes[n, 2], sw, f"A's attributes with B's latents: {follow:.0%} of bars closer to B "
           "in chroma")
-    fig.suptitle(f"{run_dir.name}: held-out songs, greedy decoding from posterior means", fontsize=10)
+    fig.suptitle(f"{run_dir.name}: held-out songs, greedy decoding from posterior means "
+                 f"(latent guidance {m.guidance:g})", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
 
@@ -218,6 +222,8 @@ def main() -> None:
                                      "reconstructions", "infilling"))
     ap.add_argument("args", nargs="+")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="reconstructions: latent guidance (default: the model's, as evaluate)")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     if a.kind == "curves":
@@ -227,7 +233,7 @@ def main() -> None:
     elif a.kind == "infilling":
         infilling(Path(a.args[0]), Path(a.args[1]), a.out)
     elif a.kind == "reconstructions":
-        reconstructions(Path(a.args[0]), Path(a.args[1]), a.out)
+        reconstructions(Path(a.args[0]), Path(a.args[1]), a.out, guidance=a.guidance)
     elif a.kind == "latents":
         latents(Path(a.args[0]), Path(a.args[1]), a.out)
     else:

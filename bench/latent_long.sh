@@ -9,7 +9,7 @@
 # Then `evaluate`: `mtvae evaluate` of the two final models (the probe's last weights, as
 # runs/long2k-ae-s2000: its best ELBO is early, as β 0 lets the KL grow), the latent metrics
 # of every snapshot (bench/latent_curve.py) and what the decoder reads (bench/latent_use.py).
-# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|train-kl128-pair|train-kl128-drop|evaluate
+# Usage: DATA=data/pn2 bash bench/latent_long.sh train|train-kl128|train-kl128-pair|train-kl128-drop|train-pn3|evaluate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=.venv/bin/mtvae
@@ -49,6 +49,13 @@ case "${1:-train}" in
     snapshots long2k-kl128wd &
     run long2k-kl128cd --free-bits 2 --init-logvar -4 --prior-steps 0 --context-dropout 0.5 &
     snapshots long2k-kl128cd &
+    wait ;;
+  train-pn3)  # session 10, DATA=data/pn3 (prepared with attribute classes that are all
+    # populated): the default KL-128 VAE, beside the same with latent slots (each bar's z read
+    # as 8 slots through cross-attention besides in-attention; session 6 tried it at 16 nats)
+    run long2k-pn3 --free-bits 2 --init-logvar -4 & snapshots long2k-pn3 &
+    run long2k-pn3slots --free-bits 2 --init-logvar -4 --prior-steps 0 --latent-slots 8 &
+    snapshots long2k-pn3slots &
     wait ;;
   evaluate)
     snapshot long2k-base 2000; snapshot long2k-ae 2000
