@@ -52,10 +52,14 @@ def tiny_data(tmp_path_factory, pop909, nottingham) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data, tmp_path_factory) -> Path:
-    """A tiny model trained for a few steps on tiny_data."""
+    """The default design (every setting at its default but the preset and the budget),
+    trained briefly on tiny_data, with its learnt prior fitted at the end, as train does."""
     from mtvae.train import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    train(tiny_data, run, preset="tiny", max_steps=30, val_every=15, batch_size=4, segments=2,
-          quiet=True, device="cpu")
+    train(tiny_data, run, preset="tiny", max_steps=TINY_STEPS, val_every=TINY_STEPS // 2,
+          batch_size=4, segments=2, prior_steps=300, quiet=True, device="cpu")
     return run
+
+
+TINY_STEPS = 100

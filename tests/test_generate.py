@@ -15,9 +15,11 @@ import torch
 
 from mtvae import MusicVAE, api
 from mtvae.cli import main
-from mtvae.data import load_split
+from mtvae.data import DataDir
+from mtvae.data import grammar as G
 from mtvae.data import tokens as T
 from mtvae.data.windows import TrainWindows
+from mtvae.generate import Sampling
 from mtvae.render import write_wav
 
 
@@ -34,7 +36,7 @@ def test_cached_decoding_equals_full_decoding_across_memory(vae, tiny_data):
     model, cfg = vae.model, vae.model.cfg
     S = cfg.seg_len
     n = 6 * S  # well past the memory (64 tokens) and into the compressed memory
-    batch = TrainWindows(load_split(tiny_data, "train"), n, 2, cfg.max_bar_len, cfg.pad_id).batch(0)
+    batch = TrainWindows(DataDir(tiny_data).split("train"), n, 2, cfg.max_bar_len, cfg.pad_id).batch(0)
     z = torch.randn(2, batch.bar_mask.shape[1], model.d_cond)
     cond = torch.gather(z, 1, batch.bar_idx[..., None].expand(-1, -1, z.shape[-1]))
     with torch.no_grad():
@@ -49,40 +51,63 @@ def test_cached_decoding_equals_full_decoding_across_memory(vae, tiny_data):
     assert torch.allclose(cached, full, atol=1e-4, rtol=1e-4)
 
 
-def assert_well_formed(ids: list[int], tok) -> None:
-    """Checks of a generated sequence that do not use mtvae's own grammar tables."""
-    # MidiTok's REMI checker: token-type successions, positions rising inside a bar
-    assert tok.tokens_errors(ids) == 0, [tok[i] for i in ids]
-    # and what it does not check: positions inside the bar's length, drum pitches exactly on
-    # the drum program (token strings read here, independently of data.tokens.Vocab)
-    bar_len, drum = None, None
-    for i in ids:
-        name, _, value = tok[i].partition("_")
-        if name == "TimeSig":
-            bar_len = int(value.split("/")[0]) * 8  # 8 positions per beat of the denominator
-        elif name == "Position":
-            assert bar_len is not None and int(value) < bar_len, tok[i]
-        elif name == "Program":
-            drum = value == "-1"
-        elif name in ("Pitch", "PitchDrum"):
-            assert (name == "PitchDrum") == drum, tok[i]
+def assert_well_formed(ids: list[int], vae: MusicVAE) -> None:
+    """The grammar's checker (data/grammar.py), and MidiTok's own REMI checker on what it
+    covers (token-type successions, positions rising inside a bar): the two must agree."""
+    errors = G.errors(ids, vae.grammar)
+    assert errors == [], (errors, [vae.tokenizer[i] for i in ids])
+    assert vae.tokenizer.tokens_errors(ids) == 0, [vae.tokenizer[i] for i in ids]
 
 
-def test_the_well_formed_check_catches_malformed_sequences(vae):
-    tok, v = vae.tokenizer, vae.tokenizer.vocab
+def test_the_grammar_refuses_what_midi_tok_refuses_and_more(vae):
+    """Malformed sequences are caught by mtvae's checker; those MidiTok's checker also
+    understands are caught by it too (the cross-check), and what MidiTok does not check
+    (the bar's length, drums on the drum program, a pitch struck twice at one onset on one
+    program) is still caught by ours."""
+    tok, v, g = vae.tokenizer, vae.tokenizer.vocab, vae.grammar
     good = ["Bar_None", "TimeSig_3/4", "Position_0", "Program_0", "Pitch_60", "Velocity_63",
-            "Duration_1.0.8", "Position_8", "Program_-1", "PitchDrum_36", "Velocity_63",
+            "Duration_1.0.8", "Program_0", "Pitch_64", "Velocity_63", "Duration_1.0.8",
+            "Position_8", "Program_-1", "PitchDrum_36", "Velocity_63",
             "Duration_1.0.8", "Bar_None", "TimeSig_3/4", "Position_23", "Program_0", "Pitch_62",
             "Velocity_63", "Duration_1.0.8"]
-    assert_well_formed([v[t] for t in good], tok)
-    bad = [good[:1] + ["Pitch_60"] + good[1:],  # a Pitch right after Bar
-           good[:7] + ["Position_0"] + good[8:],  # a position that does not move forward
-           good[:14] + ["Position_24"] + good[15:],  # past the end of a 3/4 bar
-           good[:9] + ["Pitch_36"] + good[10:],  # a pitched note on the drum program
-           good[:4] + ["PitchDrum_60"] + good[5:]]  # a drum note on a pitched program
-    for seq in bad:
-        with pytest.raises(AssertionError):
-            assert_well_formed([v[t] for t in seq], tok)
+    assert_well_formed([v[t] for t in good], vae)
+    both = [good[:1] + ["Pitch_60"] + good[1:],  # a Pitch right after Bar
+            good[:11] + ["Position_0"] + good[12:]]  # a position that does not move forward
+    ours = [good[:18] + ["Position_24"] + good[19:],  # past the end of a 3/4 bar
+            good[:13] + ["Pitch_36"] + good[14:],  # a pitched note on the drum program
+            good[:4] + ["PitchDrum_60"] + good[5:],  # a drum note on a pitched program
+            good[:8] + ["Pitch_60"] + good[9:]]  # the same pitch twice at one onset
+    for seq in both + ours:
+        ids = [v[t] for t in seq]
+        assert G.errors(ids, g), seq
+    for seq in both:
+        assert tok.tokens_errors([v[t] for t in seq]) > 0, seq
+    # the same pitch at one onset on another program, or at the next onset, is music
+    fine = good[:7] + ["Program_40"] + good[8:]
+    assert G.errors([v[t] for t in fine], g) == []
+    assert G.duplicate_notes([v[t] for t in good[:8] + ["Pitch_60"] + good[9:]], g) == (4, 1)
+
+
+def test_generation_never_strikes_a_pitch_twice_at_one_onset(vae, monkeypatch):
+    """The mask keeps out a pitch already struck at the onset on the program, and the token
+    streams sampling writes (hot, from a barely trained model) hold no such note."""
+    st = G.SeqState()
+    for t in ["Bar_None", "TimeSig_4/4", "Position_0", "Program_0", "Pitch_60", "Velocity_63",
+              "Duration_1.0.8", "Program_0"]:
+        st.update(vae.grammar, vae.tokenizer.vocab[t])
+    mask = G.allowed(vae.grammar, st, bars=1)
+    assert not mask[vae.tokenizer.vocab["Pitch_60"]] and mask[vae.tokenizer.vocab["Pitch_61"]]
+    written = []
+    generate = vae.generate
+
+    def spy(*args, **kwargs):
+        written.extend(generate(*args, **kwargs))
+        return written[-len(args[0]):]
+
+    monkeypatch.setattr(vae, "generate", spy)
+    vae.sample(bars=8, n=6, seed=11, temperature=1.5)
+    counts = [G.duplicate_notes(ids, vae.grammar) for ids in written]
+    assert sum(n for n, _ in counts) > 500 and sum(d for _, d in counts) == 0, counts
 
 
 def test_samples_are_well_formed_with_exactly_the_bars_asked(vae, monkeypatch):
@@ -100,7 +125,7 @@ def test_samples_are_well_formed_with_exactly_the_bars_asked(vae, monkeypatch):
         score = vae.sample(bars=bars, seed=seed)
         ids = generated[-1]
         assert ids[0] == bar and ids.count(bar) == bars
-        assert_well_formed(ids, vae.tokenizer)
+        assert_well_formed(ids, vae)
         assert bars_of(score, vae) == bars
 
 
@@ -148,13 +173,24 @@ def check_outputs(out: Path, names: list[str], bars: list[int], vae) -> dict:
     return settings
 
 
+def notes(score: symusic.Score) -> list[tuple]:
+    tpq = score.ticks_per_quarter
+    return sorted((t.program, n.time / tpq, n.duration / tpq, n.pitch, n.velocity)
+                  for t in score.tracks for n in t.notes)
+
+
 def test_every_command_writes_midi_png_and_wav(tiny_run, vae, nottingham, tmp_path, capsys):
     a, b = str(nottingham[0]), str(nottingham[1])
     r = str(tiny_run)
     assert main(["sample", r, "--bars", "3", "--n", "2", "--seed", "1", "--out", str(tmp_path / "s"),
                  "--quiet"]) == 0
     s = check_outputs(tmp_path / "s", ["sample_01", "sample_02"], [3, 3], vae)
-    assert s["seed"] == 1 and s["bars"] == 3
+    assert s["sampling"]["seed"] == 1 and s["sampling"]["guidance"] == 0.5 and s["bars"] == 3
+    # settings.json holds the whole Sampling: the API makes the same pieces from it
+    again = vae.sample(bars=3, n=2, sampling=Sampling(**s["sampling"]))
+    for piece, name in zip(again, ["sample_01", "sample_02"]):
+        written = symusic.Score(tmp_path / "s" / f"{name}.mid")
+        assert notes(piece) == notes(written), name
     assert main(["continue", r, a, "--bars", "2", "--out", str(tmp_path / "c"), "--quiet"]) == 0
     check_outputs(tmp_path / "c", ["continuation"], [bars_of(symusic.Score(a), vae) + 2], vae)
     assert main(["interpolate", r, a, b, "--steps", "3", "--bars", "2", "--out",

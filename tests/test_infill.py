@@ -10,7 +10,7 @@ from miditok.utils import get_bars_ticks
 
 from mtvae import MusicVAE
 from mtvae.cli import main
-from mtvae.data import load_split
+from mtvae.data import DataDir
 from mtvae.data import tokens as T
 from mtvae.data.windows import TrainWindows, make_example
 from mtvae.errors import UserError
@@ -31,7 +31,7 @@ def song(vae, nottingham):
 
 
 def test_infilling_windows_are_the_bars_around_a_gap_then_the_gap(tiny_data, vae):
-    store = load_split(tiny_data, "train")
+    store = DataDir(tiny_data).split("train")
     fill = vae.tokenizer.vocab[T.FILL]
     bar_id = vae.grammar.bar_id
     seen_gaps, seen_before, seen_after = set(), 0, 0
@@ -187,26 +187,37 @@ def test_a_model_trained_without_infilling_refuses_with_one_line(tiny_run, song,
 
 def test_the_infilling_evaluation_measures_what_infill_writes(vae, song, nottingham):
     from mtvae import metrics as M
-    from mtvae.evaluate import INFILL_BEFORE, format_table, infilling
+    from mtvae.evaluate import INFILL_BEFORE, format_table, infilling, join_nll
 
     songs = [song, next(p for p in nottingham[1:] if len(vae.read(p).bar_starts) >= 8)]
-    r = infilling(vae, songs, 4, vae._sampling(1.0, None, None), gaps=(2,))  # as evaluate
+    r = infilling(vae, songs, 4, vae.sampling(seed=4), gaps=(2,))  # as evaluate
     row = r["2"]
     assert row["songs"] == 2
     a, b = INFILL_BEFORE + 1, INFILL_BEFORE + 2  # bars 5-6, numbered from 1
-    sims = []
+    sims = {"infill": [], "infill_own_latents": []}
+    joins = {"infill": [], "original": []}
     for i, p in enumerate(songs):  # the same new bars through the public API
-        out = vae.infill(p, f"{a}-{b}", seed=4 + i)
         enc = vae.read(p)
         ref = vae.tokenizer.decode(enc.ids[enc.bar_starts[a - 1]:enc.bar_starts[b]].tolist())
-        new = T.encode_score(out, vae.tokenizer, vae.tables)
-        gap = vae.tokenizer.decode(new.ids[new.bar_starts[a - 1]:new.bar_starts[b]].tolist())
-        sims.append(M.bar_similarity(ref, gap, 2))
-    for k in ("chroma", "groove", "note_f1"):
-        assert row["infill"][k] == pytest.approx(np.mean([s[k] for s in sims]))
-    for name in ("infill", "continuation", "infill_own_latents", "continuation_own_latents"):
+        for name, kw in (("infill", {}), ("infill_own_latents", {"keep_latents": True})):
+            out = vae.infill(p, f"{a}-{b}", seed=4 + i, **kw)
+            new = T.encode_score(out, vae.tokenizer, vae.tables)
+            gap = vae.tokenizer.decode(new.ids[new.bar_starts[a - 1]:new.bar_starts[b]].tolist())
+            sims[name].append(M.bar_similarity(ref, gap, 2))
+            if name == "infill":  # how the new bars lead into the first kept bar after them
+                bars = [new.ids[x:y].tolist() for x, y in
+                        zip(new.bar_starts, list(new.bar_starts[1:]) + [len(new.ids)])]
+                joins["infill"].append(join_nll(vae, bars, enc.rhythm, enc.polyphony,
+                                                enc.timesigs, b))
+        joins["original"].append(join_nll(vae, enc.bar_tokens(), enc.rhythm, enc.polyphony,
+                                          enc.timesigs, b))
+    for name, rows in sims.items():
+        for k in ("chroma", "groove", "note_f1"):
+            assert row[name][k] == pytest.approx(np.mean([s[k] for s in rows])), (name, k)
+    for name, values in joins.items():
+        assert row[name]["join_nll"] == pytest.approx(np.mean(values), rel=1e-4), name
+    for name in ("continuation", "continuation_own_latents"):
         assert 0 <= row[name]["statistics_overlap"] <= 1 and row[name]["join_nll"] > 0
-    assert row["original"]["join_nll"] > 0
     assert "2 bars: infill" in format_table({
         "likelihood": {"bits_per_token": 1, "bits_per_note": 1, "reconstruction_nats_per_token": 1,
                        "kl_nats_per_token": 1, "kl_nats_per_bar": 1,

@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 import symusic
+import torch
 
 from mtvae import MusicVAE
 from mtvae import metrics as M
-from mtvae.data import prepare
+from mtvae.cli import main
+from mtvae.data import DataDir, prepare
 from mtvae.data import tokens as T
 from mtvae.data.midi import Limits, infer_meter, read_midi
 from mtvae.errors import UserError
-from mtvae.generate import Sampling
+from mtvae.generate import Plan, Sampling
 
 
 def declared(score: symusic.Score, num: int, den: int, shift_beats: int = 0) -> symusic.Score:
@@ -133,40 +135,18 @@ def test_bar_profiles_on_real_music(nottingham):
     assert (groove.sum(1) > 0).all() and (chroma.sum(1) > 0).all()
 
 
-@pytest.fixture(scope="module")
-def latent_run(tiny_data, tmp_path_factory):
-    """A tiny model trained briefly with the latent levers (bag-of-notes loss, low β, bar bias)."""
-    from mtvae.train import train
-
-    run = tmp_path_factory.mktemp("runs") / "latent"
-    train(tiny_data, run, preset="tiny", max_steps=100, val_every=50, batch_size=4, segments=2,
-          quiet=True, device="cpu", aux_weight=1.0, beta_max=0.2, free_bits=1.0, word_dropout=0.3,
-          lr=2e-3, prior_steps=0, model_overrides={"bar_bias": True})
-    return run
-
-
-def test_the_decoder_reads_its_latents(latent_run, tiny_data):
-    """Greedy decoding from a song's latents, from zeros and from another song's latents must
-    differ; with the latent's path into the decoder cut, all three must be the same (the
-    check that this test can fail)."""
-    import csv
-
-    import torch
-
-    m = MusicVAE.load(latent_run)
-    with open(tiny_data / "manifest.csv") as f:
-        files = [r["file"] for r in csv.DictReader(f)]
-    encs = [m.read(p).first_bars(4) for p in files if len(m.read(p).bar_starts) >= 4][:6]
-
-    def decode(a, z):
-        out = m._from_latents(z, a.rhythm, a.polyphony, 0, 0, Sampling(0.0), a.timesigs)
-        return T.encode_score(out, m.tokenizer, m.tables).ids.tolist()
+def test_the_decoder_reads_its_latents(tiny_run, tiny_data):
+    """On the default design: greedy decoding from a song's latents, from zeros and from
+    another song's latents must differ; with the latent's path into the decoder cut, all
+    three must be the same (the check that this test can fail)."""
+    m = MusicVAE.load(tiny_run)
+    encs = first_bars(m, tiny_data, 6, 3)
 
     def outcomes():
         rows = []
         for a, b in zip(encs, encs[1:]):
-            za, zb = m._latents(a), m._latents(b)
-            own, zero, swap = decode(a, za), decode(a, torch.zeros_like(za)), decode(a, zb)
+            za, zb = m.encode(a), m.encode(b)
+            own, zero, swap = (decode(m, a, z, 0.0) for z in (za, torch.zeros_like(za), zb))
             rows.append((own != zero, own != swap))
         return rows
 
@@ -174,75 +154,104 @@ def test_the_decoder_reads_its_latents(latent_run, tiny_data):
     assert sum(x and y for x, y in rows) >= 3, rows  # z changes the music for most songs
 
     with torch.no_grad():  # cut z out of every decoder layer's conditioning
-        for proj in [*m.model.decoder.cond, m.model.bar_bias]:  # (the run has a bar bias)
+        for proj in m.model.decoder.cond:
             proj.weight[:, :m.config.model.d_latent] = 0
     assert not any(x or y for x, y in outcomes())
 
 
-def test_latent_guidance_follows_the_latent_and_only_the_latent(latent_run, tiny_data):
+def first_bars(m: MusicVAE, data, songs: int, bars: int):
+    """The first ``bars`` bars of the first ``songs`` training songs that have as many."""
+    encs = (m.read(p) for p in DataDir(data).files("train"))
+    return [e.first_bars(bars) for e in encs if len(e.bar_starts) >= bars][:songs]
+
+
+def decode(m: MusicVAE, a, z, guidance: float) -> list[int]:
+    """Greedy decoding of a read song's bars (its attributes and meters) from latents z."""
+    plan = Plan(m.conditions(z, a.rhythm, a.polyphony), len(a.rhythm),
+                timesigs=[int(t) for t in a.timesigs])
+    out = m.decode([plan], Sampling(0.0, guidance=guidance, seed=0))[0]
+    return T.encode_score(out, m.tokenizer, m.tables).ids.tolist()
+
+
+def test_latent_guidance_follows_the_latent_and_only_the_latent(tiny_run, tiny_data, tmp_path):
     """Guidance moves each step's logits away from those with z = 0: with a song's latents
     greedy decoding changes, with z = 0 it must not (so it nulls z's columns and nothing
-    else), and a model loads with the default and refuses a bad value in one line."""
-    import csv
-
-    import torch
-
-    m = MusicVAE.load(latent_run)
-    assert m.guidance == 0.5  # the default
-    with open(tiny_data / "manifest.csv") as f:
-        files = [r["file"] for r in csv.DictReader(f)]
-    encs = [m.read(p).first_bars(4) for p in files if len(m.read(p).bar_starts) >= 4][:6]
-
-    def decode(a, z, w):
-        out = m._from_latents(z, a.rhythm, a.polyphony, 0, 0, Sampling(0.0, guidance=w),
-                              a.timesigs)
-        return T.encode_score(out, m.tokenizer, m.tables).ids.tolist()
-
+    else). It is a per-call setting: the default, 0 where a song's latents get other
+    attributes, what is asked otherwise, and settings.json records the one used."""
+    m = MusicVAE.load(tiny_run)
+    files = DataDir(tiny_data).files("train")
+    encs = first_bars(m, tiny_data, 6, 3)
     changed = 0
     for a in encs:
-        za = m._latents(a)
-        changed += decode(a, za, 0.0) != decode(a, za, 2.0)
+        za = m.encode(a)
+        changed += decode(m, a, za, 0.0) != decode(m, a, za, 2.0)
         zero = torch.zeros_like(za)
-        assert decode(a, zero, 0.0) == decode(a, zero, 2.0)
+        assert decode(m, a, zero, 0.0) == decode(m, a, zero, 2.0)
     assert changed >= 3, changed
     with pytest.raises(UserError, match="--guidance"):
-        m.guidance = -0.5
-    # a song's latents with other attributes (a transfer's shift) decode without guidance
-    # unless it was set: the latents hold the bars' own rhythm and polyphony
-    m.reconstruct(files[0], bars=2, seed=1)
-    assert m.last_guidance == 0.5
-    m.transfer(files[0], bars=2, rhythm_shift=2, seed=1)
-    assert m.last_guidance == 0.0
-    m.guidance = 0.25
-    m.transfer(files[0], bars=2, rhythm_shift=2, seed=1)
-    assert m.last_guidance == 0.25
+        Sampling(guidance=-0.5)
+    assert m.sampling().guidance == 0.5 and m.sampling(other_attributes=True).guidance == 0.0
+    assert m.sampling(guidance=0.25, other_attributes=True).guidance == 0.25
+    # a transfer's attribute shift decodes without guidance unless it is asked for
+    for seed in range(4):
+        shifted = [onsets(m.transfer(files[0], bars=4, rhythm_shift=2, seed=seed, **w))
+                   for w in ({}, {"guidance": 0.0}, {"guidance": 0.5})]
+        assert shifted[0] == shifted[1]
+        changed += shifted[0] != shifted[2]
+    assert changed >= 4, changed
+    for extra, used in (([], 0.0), (["--guidance", "0.25"], 0.25)):
+        out = tmp_path / f"t{used}"
+        assert main(["transfer", str(tiny_run), str(files[0]), "--bars", "2", "--rhythm-shift",
+                     "2", "--seed", "1", "--no-audio", "--quiet", "--out", str(out), *extra]) == 0
+        assert json.loads((out / "settings.json").read_text())["sampling"]["guidance"] == used
 
 
-def test_old_runs_without_the_new_settings_still_load(tiny_run, tmp_path):
+def test_removed_options_are_refused_and_old_runs_still_load(tiny_run, tmp_path, capsys):
+    """Levers that lost were removed: a config.json with one of them off loads (an old run
+    that carries the never-trained bag-of-notes head loads, its tensors skipped); one that
+    turns one on is refused in one line naming it; fields added later get their old value."""
     import shutil
+
+    from safetensors.torch import load_file, save_file
 
     from mtvae.config import RunConfig
 
     old = tmp_path / "old"
     shutil.copytree(tiny_run, old)
     raw = json.loads((old / "config.json").read_text())
-    for k in ("word_dropout", "aux_weight", "context_dropout", "bag_weight"):
-        raw["train"].pop(k)
-    for k in ("aux_head", "bar_bias", "init_logvar", "note_bag", "latent_slots"):
+    raw["model"] |= {"aux_head": True, "bar_bias": False, "note_bag": False, "latent_slots": 0}
+    raw["train"] |= {"word_dropout": 0.0, "aux_weight": 0.0, "context_dropout": 0.0,
+                     "bag_weight": 1.0, "beta_cycle_steps": 0}
+    (old / "config.json").write_text(json.dumps(raw))
+    weights = load_file(old / "model.safetensors")
+    weights["aux.0.weight"] = torch.zeros(64, 16)  # the head old runs carry
+    save_file(weights, old / "model.safetensors")
+    (old / "prior.safetensors").unlink()  # fitted to the weights before this edit
+    MusicVAE.load(old).sample(bars=2, seed=0)
+
+    for where, name, value in (("model", "bar_bias", True), ("model", "latent_slots", 8),
+                               ("train", "context_dropout", 0.3), ("train", "aux_weight", 1.0)):
+        bad = json.loads(json.dumps(raw))
+        bad[where][name] = value
+        (old / "config.json").write_text(json.dumps(bad))
+        capsys.readouterr()
+        assert main(["sample", str(old), "--bars", "2", "--out", str(tmp_path / "s"),
+                     "--no-audio", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err and "removed" in err, err
+
+    for k in ("init_logvar",):
         raw["model"].pop(k)
+    for k in ("infill", "prior_steps"):
+        raw["train"].pop(k)
     cfg = RunConfig.from_json(json.dumps(raw))
-    assert cfg.model.aux_head is False and cfg.model.bar_bias is False
-    assert cfg.model.init_logvar == 0.0 and cfg.train.context_dropout == 0.0
-    assert cfg.model.note_bag is False and cfg.model.latent_slots == 0
-    assert cfg.train.aux_weight == 0.0
+    assert cfg.model.init_logvar == 0.0 and cfg.train.infill == 0.0 and cfg.train.prior_steps == 0
     raw["model"].pop("d_model")  # anything else missing is still refused
     with pytest.raises(UserError, match="missing d_model"):
         RunConfig.from_json(json.dumps(raw))
 
 
 def test_coherent_prior_bars_share_part_of_their_latent(tiny_run):
-    import torch
-
     m = MusicVAE.load(tiny_run, prior="normal")  # coherence is a way to draw from N(0, I)
     assert torch.equal(m._z_prior(6, 3), m._z_prior(6, 3, 0.0))  # earlier seeds unchanged
     one = m._z_prior(6, 3, 1.0)

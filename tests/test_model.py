@@ -6,14 +6,14 @@ import torch
 
 from mtvae import checkpoint as ck
 from mtvae.config import model_config
-from mtvae.data import load_meta, load_split
+from mtvae.data import DataDir
 from mtvae.data.windows import TrainWindows
 from mtvae.model import MTVAE
 from mtvae.model.vae import free_bits_kl
 
 
 def build(data, **overrides):
-    meta = load_meta(data)
+    meta = DataDir(data).meta
     cfg = model_config("tiny", vocab_size=meta["vocab_size"], n_genres=len(meta["genres"]),
                        pad_id=meta["pad_id"], dropout=0.0, **overrides)
     torch.manual_seed(0)
@@ -22,7 +22,7 @@ def build(data, **overrides):
 
 def batch_of(data, model, segments=4, size=4, step=0):
     cfg = model.cfg
-    store = load_split(data, "train")
+    store = DataDir(data).split("train")
     return TrainWindows(store, segments * cfg.seg_len, size, cfg.max_bar_len, cfg.pad_id).batch(step)
 
 
@@ -149,43 +149,6 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
 
 
-def test_context_dropout_cuts_a_bar_off_from_everything_before_it(tiny_data):
-    """A bar decoded alone (context dropout) must not see earlier bars, in its segment or in
-    the memory, yet must see its own earlier tokens, also across a segment boundary; the
-    other bars still see everything."""
-    model = build(tiny_data).eval()
-    batch = batch_of(tiny_data, model)
-    S = model.cfg.seg_len
-    bar = batch.bar_idx
-    alone = torch.zeros(batch.bar_mask.shape, dtype=torch.bool)
-    alone[:, 2] = True  # bar 2 of every window alone, bars 1 and 3 not
-    ref = model(batch, alone=alone)["logits"]
-    assert not torch.allclose(ref, model(batch)["logits"])  # the mask does something
-    changed = batch_of(tiny_data, model)
-    before = bar < 2
-    changed.inputs[before] = (changed.inputs[before] + 11) % model.cfg.vocab_size
-    out = model(changed, alone=alone)["logits"]
-    in2 = bar == 2
-    assert in2.any() and (bar > 2).any()
-    assert torch.allclose(out[in2], ref[in2], atol=1e-5)
-    assert not torch.allclose(out[bar == 3], ref[bar == 3], atol=1e-3)
-    # a bar's own tokens still count, also from the previous segment (through the memory)
-    L = bar.shape[1]
-    across = [(i, b, int(bar[i, b - 1])) for i in range(bar.shape[0])
-              for b in range(S, L, S) if bar[i, b - 1] == bar[i, b]]
-    assert across, "no window has a bar across a segment boundary"
-    i, b, k = across[0]
-    alone = torch.zeros(batch.bar_mask.shape, dtype=torch.bool)
-    alone[i, k] = True
-    ref = model(batch, alone=alone)["logits"]
-    own = batch_of(tiny_data, model)
-    own.inputs[i, b - 1] = (own.inputs[i, b - 1] + 11) % model.cfg.vocab_size
-    later = bar[i] == k
-    later[:b] = False
-    diff = (model(own, alone=alone)["logits"][i, later] - ref[i, later]).abs().max()
-    assert diff > 1e-4
-
-
 def test_the_posterior_can_start_narrow(tiny_data):
     model = build(tiny_data, init_logvar=-4.0).eval()
     batch = batch_of(tiny_data, model)
@@ -196,81 +159,18 @@ def test_the_posterior_can_start_narrow(tiny_data):
     assert (logvar[real] - logvar0[real]).mean().item() == pytest.approx(-4.0, abs=1e-4)
 
 
-def test_the_note_bag_holds_each_bars_tokens_and_carries_z_to_the_output(tiny_data):
-    from mtvae.model.mtvae import bar_bags
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_users_umask(tmp_path, umask, mode):
+    """Atomic writes (a temp file renamed) and checkpoint sets give their files the mode any
+    program's would get, not the temporary file's private 0600."""
+    import os
+    import stat
 
-    model = build(tiny_data, note_bag=True).eval()
-    batch = batch_of(tiny_data, model)
-    n_bars = batch.bar_mask.shape[1]
-    bag = bar_bags(batch.enc_tokens, batch.enc_bar, n_bars, model.cfg.vocab_size,
-                   model.cfg.pad_id)
-    filled = 0
-    for r in range(batch.enc_tokens.shape[0]):
-        for k in range(n_bars):
-            own = set(batch.enc_tokens[r][batch.enc_bar[r] == k].tolist()) - {model.cfg.pad_id}
-            assert set(torch.nonzero(bag[r, k]).flatten().tolist()) == own
-            filled += bool(own)
-    assert filled == int(batch.bar_mask.sum()) > 4
-
-    # at initialisation in-attention is closed (zero projections): z reaches the logits only
-    # through the bag, so another z changes them with the bag and leaves them without it
-    def logits_with(m, z):
-        cond = m.bar_conditions(z, batch.rhythm, batch.polyphony, batch.genre)
-        tok = torch.gather(cond, 1, batch.bar_idx[..., None].expand(-1, -1, cond.shape[-1]))
-        return m.decode(batch.inputs, tok)[0], tok
-
-    gen = torch.Generator().manual_seed(1)
-    z1, z2 = (torch.randn(*batch.bar_mask.shape, model.cfg.d_latent, generator=gen)
-              for _ in range(2))
-    plain = build(tiny_data).eval()
-    with torch.no_grad():
-        assert torch.equal(logits_with(plain, z1)[0], logits_with(plain, z2)[0])
-        a, tok = logits_with(model, z1)
-        assert (a - logits_with(model, z2)[0]).abs().max() > 1e-3
-        # cached decoding applies the same bag
-        last, _ = model.prefill(batch.inputs[:, :50], tok[:, :50])
-        assert torch.allclose(last, a[:, 49], atol=1e-4)
-
-    # the bag is learnt from z: its loss (nats per bar) falls on a fixed batch
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    first = None
-    for _ in range(40):
-        out = model(batch, beta=0.1, free_bits=0.1)
-        first = first if first is not None else out["bag"].item()
-        opt.zero_grad()
-        out["loss"].backward()
-        opt.step()
-    assert out["bag"].item() < 0.5 * first
-
-
-def test_latent_slots_are_read_by_cross_attention_in_training_and_cached_decoding(tiny_data):
-    model = build(tiny_data, latent_slots=4, init_logvar=-2.0).eval()
-    batch = batch_of(tiny_data, model, segments=8, size=2)
-    mu, logvar = model.encode(batch.enc_tokens, batch.enc_bar, batch.bar_mask.shape[1])
-    assert mu.shape[-1] == model.cfg.d_latent  # K slots of d_latent / K, flattened
-    assert logvar[batch.bar_mask].mean().item() == pytest.approx(-2.0, abs=0.1)
-    with torch.no_grad():  # open the readers (they start closed, like in-attention)
-        for reader in model.decoder.slots:
-            torch.nn.init.normal_(reader.out.weight, std=0.05)
-    gen = torch.Generator().manual_seed(0)
-    z = torch.randn(*batch.bar_mask.shape, model.cfg.d_latent, generator=gen)
-
-    def run(z):
-        cond = model.bar_conditions(z, batch.rhythm, batch.polyphony, batch.genre)
-        tok = torch.gather(cond, 1, batch.bar_idx[..., None].expand(-1, -1, cond.shape[-1]))
-        return model.decode(batch.inputs, tok)[0], tok
-
-    with torch.no_grad():
-        full, tok = run(z)
-        S = model.cfg.seg_len
-        for n in (S // 2, 2 * S + 3):  # inside the first segment, and after two were pushed
-            last, _ = model.prefill(batch.inputs[:, :n], tok[:, :n])
-            assert torch.allclose(last, full[:, n - 1], atol=1e-4)
-        # one slot of bar 1 reaches that bar's tokens and the later ones, never earlier ones
-        moved = z.clone()
-        moved[:, 1, :model.cfg.d_latent // 4] += 3.0
-        other, _ = run(moved)
-        bar = batch.bar_idx[0]
-        assert torch.equal(other[0, bar < 1], full[0, bar < 1])
-        assert (other[0, bar == 1] - full[0, bar == 1]).abs().max() > 1e-3
+    old = os.umask(umask)
+    try:
+        ck.write_text(tmp_path / "settings.json", "{}")
+        ck.commit(tmp_path, {"weights": lambda tmp: open(tmp, "w").write("w")}, step=1)
+    finally:
+        os.umask(old)
+    for name in ("settings.json", "weights"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name

@@ -10,7 +10,7 @@ import pytest
 import symusic
 
 from mtvae.cli import main
-from mtvae.data import load_meta, load_split, prepare
+from mtvae.data import DataDir, prepare
 from mtvae.data import pipeline as prepare_module
 from mtvae.errors import UserError
 
@@ -71,7 +71,7 @@ def test_clean_midi_genre_and_program_filters(clean_midi, tmp_path):
     assert rows["Artist A/Song One.1.mid"]["genre"] == "Rock"
     assert all("25" in row["programs"].split() for row in rows.values())
     assert json.loads((out / "report.json").read_text())["kept"] == 4
-    meta = load_meta(out)
+    meta = DataDir(out).meta
     assert meta["genres"] == ["unknown", "Blues", "Rock"]
 
 
@@ -134,7 +134,7 @@ def test_adding_files_keeps_splits_and_reuses_the_cache(tmp_path, nottingham):
     # the stored arrays agree with the manifest
     rows = manifest(out)
     for split in ("train", "valid", "test"):
-        store = load_split(out, split)
+        store = DataDir(out).split(split)
         mine = [r for r in rows if r["split"] == split]
         assert len(store) == len(mine)
         for i, row in enumerate(mine):
@@ -167,15 +167,18 @@ def test_music21_corpus_source(tmp_path):
     assert all(row["path"].startswith("bach/") for row in manifest(out))
 
 
-def test_bpe_vocab_option(tmp_path, nottingham):
-    folder = tmp_path / "songs"
-    for p in nottingham[:12]:
-        put(p, folder / p.name)
-    plain = prepare([str(folder)], tmp_path / "plain", workers=1, progress=False)
-    bpe = prepare([str(folder)], tmp_path / "bpe", workers=1, progress=False, bpe_vocab=700)
-    assert load_meta(tmp_path / "bpe")["vocab_size"] == 700
-    assert bpe["splits"]["train"]["tokens"] < 0.8 * plain["splits"]["train"]["tokens"]
-    assert bpe["splits"]["train"]["bars"] == plain["splits"]["train"]["bars"]
+def test_a_data_dir_prepared_with_bpe_is_refused_in_one_line(tiny_data, tmp_path, capsys):
+    """--bpe-vocab is gone (generation needs base tokens); a folder an older mtvae prepared
+    with it is refused by every command that reads it, in one line."""
+    old = tmp_path / "bpe"
+    shutil.copytree(tiny_data, old, ignore=shutil.ignore_patterns(".lock"))
+    meta = json.loads((old / "meta.json").read_text())
+    (old / "meta.json").write_text(json.dumps(meta | {"bpe": True}))
+    code, err = run_cli(capsys, "train", str(old), "--out", str(tmp_path / "run"))
+    assert code == 2 and len(err) == 1 and "--bpe-vocab" in err[0], err
+    assert not (tmp_path / "run").exists()
+    code, err = run_cli(capsys, "prepare", "SONGS", "--out", str(tmp_path / "p"), "--bpe-vocab", "600")
+    assert code == 2 and len(err) == 1 and "--bpe-vocab" in err[0], err
 
 
 def run_cli(capsys, *argv):
@@ -228,7 +231,7 @@ def test_a_crash_leaves_no_trusted_data_dir(tmp_path, nottingham, monkeypatch):
     half = tmp_path / "half"  # a folder with no meta.json is never read as data
     (half / "train").mkdir(parents=True)
     with pytest.raises(UserError, match="not a prepared DATA_DIR"):
-        load_split(half, "train")
+        DataDir(half).split("train")
 
     # an earlier complete DATA_DIR survives a crashed re-run untouched
     monkeypatch.setattr(prepare_module, "_save_split", real_save)
@@ -239,5 +242,5 @@ def test_a_crash_leaves_no_trusted_data_dir(tmp_path, nottingham, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         prepare([str(folder)], good, workers=1, progress=False)
     assert (good / "manifest.csv").read_text() == before
-    assert len(load_split(good, "train")) > 0
+    assert len(DataDir(good).split("train")) > 0
     assert not list(good.glob(".staging-*"))

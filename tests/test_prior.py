@@ -11,24 +11,23 @@ import torch
 
 from mtvae import MusicVAE
 from mtvae import checkpoint as ck
+from mtvae import run as R
 from mtvae.cli import main
-from mtvae.data.dataset import load_split
+from mtvae.data import DataDir
 from mtvae.errors import UserError
 from mtvae.model import MTVAE
-from mtvae.train import encode_store, train
+from mtvae.learnt_prior import encode_songs
 
 
 @pytest.fixture(scope="module")
-def prior_run(tiny_data, tmp_path_factory):
-    """A tiny VAE whose latents hold much (β 0, narrow start: the setting a learnt prior is
-    for, as its aggregate posterior is far from N(0, I)), with a fitted prior."""
-    run = tmp_path_factory.mktemp("prior") / "run"
-    s = train(tiny_data, run, preset="tiny", max_steps=40, val_every=20, batch_size=4,
-              segments=2, beta_max=0.0, quiet=True, device="cpu", prior_steps=300,
-              model_overrides={"init_logvar": -4.0})  # train fits the prior at its end
-    summary = json.loads(ck.weights_metadata(run / ck.PRIOR)["summary"])
+def prior_run(tiny_run):
+    """The default design (a latent that holds much, 2 nats per dimension: what a learnt
+    prior is for, as its aggregate posterior is far from N(0, I)), whose training fitted
+    the prior at its end."""
+    summary = json.loads(ck.weights_metadata(tiny_run / R.PRIOR)["summary"])
+    s = json.loads((tiny_run / R.SUMMARY).read_text())
     assert s["prior"]["valid_nll_per_bar"] == summary["valid_nll_per_bar"]
-    return run, summary
+    return tiny_run, summary
 
 
 def test_the_prior_fits_the_latents_better_than_a_standard_normal(prior_run):
@@ -44,9 +43,8 @@ def test_the_prior_reads_the_bars_before(prior_run, tiny_data):
     another song's: the prior models the sequence, not only the bars one by one."""
     run, _ = prior_run
     m = MusicVAE.load(run)
-    store = load_split(tiny_data, "train")
-    songs = [s for s in encode_store(m.model, store, range(len(store)), m.device)
-             if len(s["mu"]) >= 8][:12]
+    store = DataDir(tiny_data).split("train")
+    songs = [s for s in encode_songs(m.model, store, range(len(store))) if len(s["mu"]) >= 8][:12]
     own = other = 0.0
     with torch.no_grad():
         for i, s in enumerate(songs):
@@ -94,14 +92,14 @@ def test_a_stale_or_damaged_prior_is_refused_in_one_line(prior_run, tmp_path, ca
     shutil.copytree(run, stale, ignore=shutil.ignore_patterns(".lock"))
     cfg = MusicVAE.load(stale).config
     model = MTVAE(cfg.model)  # other weights under the same name: the prior no longer fits
-    ck.save_weights(model, stale / ck.BEST)
+    ck.save_weights(model, stale / R.BEST)
     with pytest.raises(UserError, match="fitted to other weights"):
         MusicVAE.load(stale)
     assert MusicVAE.load(stale, prior="normal").prior is None  # the way round it
-    (stale / ck.PRIOR).write_bytes(b"\x00" * 100)
+    (stale / R.PRIOR).write_bytes(b"\x00" * 100)
     with pytest.raises(UserError, match="damaged"):
         MusicVAE.load(stale)
-    (stale / ck.PRIOR).unlink()
+    (stale / R.PRIOR).unlink()
     capsys.readouterr()
     assert MusicVAE.load(stale).prior is None  # auto: no prior, N(0, I), and a note says so
     assert "has no learnt prior" in capsys.readouterr().err
@@ -115,11 +113,11 @@ def test_a_stale_or_damaged_prior_is_refused_in_one_line(prior_run, tmp_path, ca
 def test_the_prior_command_fits_it_again(prior_run, tiny_data, tmp_path, capsys):
     run = tmp_path / "again"
     shutil.copytree(prior_run[0], run, ignore=shutil.ignore_patterns(".lock"))
-    before = ck.file_hash(run / ck.PRIOR)
+    before = ck.file_hash(run / R.PRIOR)
     assert main(["prior", str(run), str(tiny_data), "--steps", "30", "--seed", "1",
                  "--quiet"]) == 0
     assert "nats per bar" in capsys.readouterr().out
-    assert ck.file_hash(run / ck.PRIOR) != before
+    assert ck.file_hash(run / R.PRIOR) != before
     assert MusicVAE.load(run).prior.cfg.steps == 30
 
 
@@ -134,9 +132,9 @@ def test_the_elbo_with_the_learnt_prior_is_tighter(prior_run, tiny_data):
     shared, the KL to a prior fitted to the aggregate posterior is far smaller."""
     from mtvae.evaluate import likelihood
 
-    lk = likelihood(MusicVAE.load(prior_run[0]), tiny_data, "valid", max_windows=8)
+    lk = likelihood(MusicVAE.load(prior_run[0]), DataDir(tiny_data), "valid", max_windows=8)
     lp = lk["learnt_prior"]
     assert lp["kl_nats_per_bar"] < lk["kl_nats_per_bar"] - 10
     assert lp["bits_per_token"] < lk["bits_per_token"]
     assert "learnt_prior" not in likelihood(MusicVAE.load(prior_run[0], prior="normal"),
-                                            tiny_data, "valid", max_windows=8)
+                                            DataDir(tiny_data), "valid", max_windows=8)

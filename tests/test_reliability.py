@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mtvae import checkpoint as ck
+from mtvae import run as R
 from mtvae.cli import main
 
 try:
@@ -148,10 +149,10 @@ def consistent_step(run_dir: Path) -> int:
     assert leftovers(run_dir) == []
     j = journal(run_dir)
     assert j is not None and "pending" not in j, j
-    state = torch.load(run_dir / ck.STATE, map_location="cpu", weights_only=True)["step"]
-    with safe_open(str(run_dir / ck.LAST), "pt") as f:
+    state = torch.load(run_dir / R.STATE, map_location="cpu", weights_only=True)["step"]
+    with safe_open(str(run_dir / R.LAST), "pt") as f:
         last = int(f.metadata()["step"])
-    with safe_open(str(run_dir / ck.BEST), "pt") as f:
+    with safe_open(str(run_dir / R.BEST), "pt") as f:
         best = int(f.metadata()["step"])
     assert state == last == j["step"] and best <= state, (state, last, j, best)
     return state
@@ -235,15 +236,15 @@ def test_kill_9_at_any_moment_then_resume_equals_an_uninterrupted_run(tiny_data,
         shutil.copytree(run_dir, copy)
         step = ck.recover(copy)
         if step is None:
-            assert not (copy / ck.STATE).exists() and leftovers(copy) == []
+            assert not (copy / R.STATE).exists() and leftovers(copy) == []
         else:
             assert consistent_step(copy) == step
 
     # a) very early: the run has written its config.json but no checkpoint yet
     p = start("train", tiny_data, "--out", run_dir, *TRAIN)
-    wait_for(lambda: (run_dir / ck.CONFIG).exists(), p, "config.json")
+    wait_for(lambda: (run_dir / R.CONFIG).exists(), p, "config.json")
     kill9(p)
-    assert not (run_dir / ck.STATE).exists(), "killed too late: a checkpoint exists"
+    assert not (run_dir / R.STATE).exists(), "killed too late: a checkpoint exists"
     after_kill("before the first checkpoint")
 
     # such a run starts again with --resume (on a copy, killed after its first checkpoint) ...
@@ -297,8 +298,8 @@ def test_kill_9_at_any_moment_then_resume_equals_an_uninterrupted_run(tiny_data,
     print(f"\n{len(kills)} kills: {kills}")
     assert len(kills) >= 5
     assert consistent_step(run_dir) == STEPS
-    assert_same_weights(baseline / ck.LAST, run_dir / ck.LAST)
-    assert_same_weights(baseline / ck.BEST, run_dir / ck.BEST)
+    assert_same_weights(baseline / R.LAST, run_dir / R.LAST)
+    assert_same_weights(baseline / R.BEST, run_dir / R.BEST)
     assert metrics_rows(baseline) == metrics_rows(run_dir)
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == STEPS
 
@@ -306,7 +307,7 @@ def test_kill_9_at_any_moment_then_resume_equals_an_uninterrupted_run(tiny_data,
 # ----------------------------------------------------------------------------- 2. commit
 
 
-def writers(step: int, names=(ck.BEST, ck.LAST, ck.STATE)) -> dict:
+def writers(step: int, names=(R.BEST, R.LAST, R.STATE)) -> dict:
     return {n: (lambda tmp, n=n: Path(tmp).write_text(f"{n} at step {step}\n")) for n in names}
 
 
@@ -332,13 +333,13 @@ def test_a_commit_interrupted_between_its_renames_is_finished_by_recover(tmp_pat
     # half-way: the journal names the pending set, some files hold step 2, some step 1
     j = journal(tmp_path)
     assert j["step"] == 2 and "pending" in j
-    texts = {n: (tmp_path / n).read_text() for n in (ck.BEST, ck.LAST, ck.STATE)}
+    texts = {n: (tmp_path / n).read_text() for n in (R.BEST, R.LAST, R.STATE)}
     assert sum("step 2" in t for t in texts.values()) == renamed
 
     assert ck.recover(tmp_path) == 2
-    for n in (ck.BEST, ck.LAST, ck.STATE):
+    for n in (R.BEST, R.LAST, R.STATE):
         assert (tmp_path / n).read_text() == f"{n} at step 2\n"
-    assert journal(tmp_path) == {"step": 2, "files": sorted([ck.BEST, ck.LAST, ck.STATE])}
+    assert journal(tmp_path) == {"step": 2, "files": sorted([R.BEST, R.LAST, R.STATE])}
     assert leftovers(tmp_path) == []
     assert ck.recover(tmp_path) == 2  # idempotent
 
@@ -352,7 +353,7 @@ def test_a_full_disk_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     files = writers(2)
-    files[ck.LAST] = full
+    files[R.LAST] = full
     with pytest.raises(OSError) as e:
         ck.commit(tmp_path, files, 2)
     assert e.value.errno == errno.ENOSPC
@@ -368,8 +369,8 @@ def state_size(baseline: Path, tmp_path: Path, step: int) -> int:
     """The size training_state.pt has at the checkpoint of ``step``: the baseline's final state
     with the history it had then, saved under the name ``commit`` gives it (torch stores the
     file's name in front of every record, so the name's length counts too)."""
-    s = torch.load(baseline / ck.STATE, weights_only=True)
-    path = tmp_path / f".{ck.STATE}.{step}{ck.PENDING}"
+    s = torch.load(baseline / R.STATE, weights_only=True)
+    path = tmp_path / f".{R.STATE}.{step}{ck.PENDING}"
     torch.save(dict(s, step=step, history=[r for r in s["history"] if r["step"] <= step]), path)
     size = path.stat().st_size
     path.unlink()
@@ -381,7 +382,7 @@ def test_a_full_disk_during_training_stops_with_one_line_and_a_good_checkpoint(
         tiny_data, baseline, tmp_path):
     # the state file grows with its history (and the step's digits): a limit between its
     # sizes at steps 9 and 12 lets the first three checkpoints through and fails the fourth
-    assert state_size(baseline, tmp_path, STEPS) == (baseline / ck.STATE).stat().st_size
+    assert state_size(baseline, tmp_path, STEPS) == (baseline / R.STATE).stat().st_size
     at9, at12 = state_size(baseline, tmp_path, 9), state_size(baseline, tmp_path, 12)
     assert at12 - at9 > 100, (at9, at12)
     limit = (at9 + at12) // 2
@@ -396,7 +397,7 @@ def test_a_full_disk_during_training_stops_with_one_line_and_a_good_checkpoint(
     r2 = run("train", tiny_data, "--out", run_dir, *TRAIN, "--resume")
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert consistent_step(run_dir) == STEPS
-    assert_same_weights(baseline / ck.LAST, run_dir / ck.LAST)
+    assert_same_weights(baseline / R.LAST, run_dir / R.LAST)
     assert metrics_rows(baseline) == metrics_rows(run_dir)
     # last, so that a wrong message does not hide the checks above
     assert "disk full" in err[0], f"stopped at step {step + 3} with: {err[0]}"
@@ -538,24 +539,24 @@ def resume(capsys, data, run_dir, *extra) -> tuple[int, list[str]]:
 
 
 def damage_state_half(run_dir: Path) -> None:
-    p = run_dir / ck.STATE
+    p = run_dir / R.STATE
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
 
 
 def damage_state_random(run_dir: Path) -> None:
-    (run_dir / ck.STATE).write_bytes(random.Random(1).randbytes(4096))
+    (run_dir / R.STATE).write_bytes(random.Random(1).randbytes(4096))
 
 
 def edit_config(change):
     def f(run_dir: Path) -> None:
-        cfg = json.loads((run_dir / ck.CONFIG).read_text())
+        cfg = json.loads((run_dir / R.CONFIG).read_text())
         change(cfg)
-        (run_dir / ck.CONFIG).write_text(json.dumps(cfg))
+        (run_dir / R.CONFIG).write_text(json.dumps(cfg))
     return f
 
 
 def config_not_json(run_dir: Path) -> None:
-    (run_dir / ck.CONFIG).write_text('{"model": {"d_model": 64,')
+    (run_dir / R.CONFIG).write_text('{"model": {"d_model": 64,')
 
 
 DAMAGE = {
@@ -568,24 +569,25 @@ DAMAGE = {
 }
 
 
-def test_resume_refuses_bad_input_before_writing_anything(tiny_data, baseline, folk, tmp_path,
+def test_resume_refuses_bad_input_before_writing_anything(tiny_data, baseline, tmp_path,
                                                           capsys):
-    from mtvae.data import prepare
-
-    bpe = tmp_path / "bpe-data"
-    prepare([str(folk)], bpe, max_files=8, workers=1, progress=False, bpe_vocab=600)
+    other = tmp_path / "other-data"  # the same songs under another tokenizer
+    shutil.copytree(tiny_data, other, ignore=shutil.ignore_patterns(".lock"))
+    tok = json.loads((other / "tokenizer.json").read_text())
+    tok["config"]["num_velocities"] = 16
+    (other / "tokenizer.json").write_text(json.dumps(tok))
 
     cases = [(name, fn, (), want) for name, (fn, want) in DAMAGE.items()]
     cases += [("--lr", None, ("--lr", "0.001"), "--lr 0.001"),
               ("--batch-size", None, ("--batch-size", "2"), "--batch-size 2"),
-              ("other-tokenizer", None, (), "does not match")]
+              ("other-tokenizer", None, (), "differs from this run's tokenizer")]
     for name, damage, extra, want in cases:
         run_dir = tmp_path / name
         shutil.copytree(baseline, run_dir)
         if damage:
             damage(run_dir)
         before = hashes(run_dir)
-        code, err = resume(capsys, bpe if name == "other-tokenizer" else tiny_data, run_dir, *extra)
+        code, err = resume(capsys, other if name == "other-tokenizer" else tiny_data, run_dir, *extra)
         assert code == 2 and len(err) == 1, (name, err)
         assert want in err[0], (name, err[0])
         assert hashes(run_dir) == before, name
@@ -596,4 +598,4 @@ def test_resume_refuses_bad_input_before_writing_anything(tiny_data, baseline, f
     code, err = resume(capsys, tiny_data, run_dir, "--max-steps", STEPS + 3)
     assert code == 0, err
     assert consistent_step(run_dir) == STEPS + 3
-    assert json.loads((run_dir / ck.CONFIG).read_text())["train"]["max_steps"] == STEPS + 3
+    assert json.loads((run_dir / R.CONFIG).read_text())["train"]["max_steps"] == STEPS + 3

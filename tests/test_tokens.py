@@ -37,7 +37,7 @@ def test_vocab_parses_every_token_once_for_every_user(tok):
     assert np.array_equal(T.TokenTables(tok).value, v.value)
     # the generation grammar and augmentation build on this table, not on strings of their own
     from mtvae.data.windows import Augmenter
-    from mtvae.generate import Grammar
+    from mtvae.data.grammar import Grammar
 
     g = Grammar(v)
     assert g.vocab is v and g.kind is v.kind and g.bar_id == tok.vocab["Bar_None"]
@@ -176,25 +176,3 @@ def test_no_attribute_class_is_empty_when_a_value_is_frequent(pop909):
     values = np.r_[np.full(300, 0.5), np.linspace(0, 1, 600)]
     counts = np.bincount(T.attribute_classes(values, T.attribute_edges(values)), minlength=8)
     assert (counts > 0).all() and counts.max() >= 300, counts.tolist()
-
-
-def test_bpe_keeps_bars_and_decodes_to_the_same_tokens(pop909):
-    tok = T.make_tokenizer()
-    tables = T.TokenTables(tok)
-    songs = [T.encode_score(symusic.Score(p), tok, tables) for p in pop909[:4]]
-    T.train_bpe(tok, [(s.ids, s.bar_starts) for s in songs], len(tok.vocab) + 200)
-    s = songs[0]
-    ids, starts = T.apply_bpe(tok, s.ids, s.bar_starts)
-    assert len(ids) < 0.8 * len(s.ids)
-    assert len(starts) == len(s.bar_starts)
-    base = tok.decode_token_ids  # noqa: F841 - the public decoder path is exercised below
-    from miditok import TokSequence
-
-    seq = TokSequence(ids=ids.tolist(), are_ids_encoded=True)
-    tok.decode_token_ids(seq)
-    assert seq.ids == s.ids.tolist()
-    # every BPE bar starts with a token whose first base token is Bar
-    for i in starts:
-        first = TokSequence(ids=[int(ids[i])], are_ids_encoded=True)
-        tok.decode_token_ids(first)
-        assert tok[first.ids[0]] == "Bar_None"

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["MusicVAE"]
+__all__ = ["MusicVAE", "Sampling"]
 
 
 def __getattr__(name):  # import torch and the model only when the API is used
@@ -10,4 +10,8 @@ def __getattr__(name):  # import torch and the model only when the API is used
         from .api import MusicVAE
 
         return MusicVAE
+    if name == "Sampling":
+        from .generate import Sampling
+
+        return Sampling
     raise AttributeError(name)

@@ -2,32 +2,36 @@
 transfer, infill and encode. Inputs are MIDI paths or ``symusic.Score``; outputs are ``symusic.Score``.
 
 ```python
-from mtvae import MusicVAE
+from mtvae import MusicVAE, Sampling
 m = MusicVAE.load("runs/pop")
 score = m.sample(bars=16, genre="BluesRock", temperature=0.9, seed=1)
+score = m.sample(bars=16, sampling=Sampling(temperature=0.9, top_p=0.95, guidance=0, seed=1))
 score.dump_midi("out.mid")
 ```
+
+How each call decodes is one ``Sampling`` (temperature, top-k/p, latent guidance, seed),
+given whole (``sampling=``) or field by field as keywords (``temperature=0.9``); nothing about
+decoding is kept between calls.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
-from pathlib import Path
+import sys
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import symusic
 import torch
 
-from . import checkpoint as ck
 from . import validate as V
-from .config import RunConfig
 from .data import tokens as T
+from .data.grammar import Grammar
 from .data.midi import DEFAULT_LIMITS, Limits, read_midi
-from .data.windows import pack_bars
 from .errors import UserError
-from .generate import PITCH, PITCHDRUM, Grammar, Plan, Sampling, generate
-from .model import MTVAE
+from .generate import Plan, Sampling, context_bars, generate
+from .latents import encode_bars, slerp
+from .run import BEST, PRIOR, RunDir
 
 Song = "str | os.PathLike | symusic.Score"  # a MIDI path or a parsed score
 
@@ -59,103 +63,57 @@ class EncodedInput:
                             self.polyphony[first:], self.timesigs[first:])
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation of row vectors (linear where they are nearly parallel)."""
-    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.arccos((an * bn).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    lin = (1 - t) * a + t * b
-    sph = torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
-    return torch.where(so.abs() < 1e-4, lin, sph)
-
-
 class MusicVAE:
-    def __init__(self, model: MTVAE, config: RunConfig, tokenizer, run_dir: Path, weights: Path,
-                 limits: Limits = DEFAULT_LIMITS, prior=None):
-        self.model, self.config, self.tokenizer = model, config, tokenizer
+    def __init__(self, model, run: RunDir, weights: str = BEST, limits: Limits = DEFAULT_LIMITS,
+                 prior=None):
+        self.model, self.run, self.weights = model, run, weights
+        self.config, self.tokenizer = run.config, run.tokenizer
         # the learnt prior over bar latents (``mtvae prior``), or None: z ~ N(0, I)
         self.prior = prior
-        self.run_dir, self.weights = run_dir, weights
-        self.tables = T.TokenTables(tokenizer)
-        self.grammar = Grammar(tokenizer.vocab)
+        self.tables = T.Vocab(self.tokenizer)
+        self.grammar = Grammar(self.tables)
         self.device = next(model.parameters()).device
         self.limits = limits  # the MIDI reader's guards for every song this model reads
         self.progress = False  # a progress bar for generation (the CLI turns it on)
-        self._hash: str | None = None  # the weights file's hash, once read
-        self._guidance: float | None = None  # None: the default (see ``guidance``)
-        self.last_guidance = 0.0  # the guidance of the last generating call (settings.json)
-
-    @property
-    def guidance(self) -> float:
-        """Latent guidance w of every decoding from bar latents: each token's logits are
-        moved away from what the decoder would write with z = 0 by w times the difference
-        (classifier-free guidance, with "no latent" as the unconditional model). 0 decodes
-        plainly; the default 0.5 makes samples, reconstructions and infilled bars follow their
-        latents more closely (docs/RESULTS.md, session 9). Each step decodes twice. Unless set,
-        a song's own (or ``like``'s) latents decoded with other attributes than their bars'
-        (``transfer`` shifts, ``infill`` classes with kept latents) get 0: guidance pulls
-        towards the latents, which hold the bars' own rhythm and polyphony."""
-        return DEFAULT_GUIDANCE if self._guidance is None else self._guidance
-
-    @guidance.setter
-    def guidance(self, w: float | None) -> None:
-        self._guidance = None if w is None else V.number("guidance", w, 0.0, 10.0)
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str = "cpu", weights: str = ck.BEST,
-             limits: Limits = DEFAULT_LIMITS, prior: str = "auto",
-             guidance: float | None = None) -> MusicVAE:
+    def load(cls, run_dir: str | os.PathLike | RunDir, device: str = "cpu", weights: str = BEST,
+             limits: Limits = DEFAULT_LIMITS, prior: str = "auto") -> MusicVAE:
         """``prior``: where new bars' latents come from: "learnt" (RUN_DIR/prior.safetensors,
         made by ``mtvae prior``), "normal" (N(0, I), what the VAE was trained with) or
-        "auto" (the learnt prior when the run has one). ``guidance``: see
-        ``MusicVAE.guidance`` (None: the default)."""
-        run_dir = Path(run_dir)
+        "auto" (the learnt prior when the run has one)."""
         if prior not in PRIORS:
             raise UserError(f"--prior {prior!r}: choose from {', '.join(PRIORS)}")
-        if not run_dir.is_dir():
-            raise UserError(f"RUN_DIR not found: {run_dir}")
+        run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        if not run.path.is_dir():
+            raise UserError(f"RUN_DIR not found: {run}")
         dev = V.device(device)
-        wpath = run_dir / weights
-        if not (run_dir / ck.CONFIG).is_file() or not wpath.is_file():
-            raise UserError(f"{run_dir} has no trained weights ({ck.CONFIG} and {weights}): "
-                            "train it first with 'mtvae train'")
-        cfg = RunConfig.load(run_dir / ck.CONFIG)
+        run.require_weights(weights)
+        cfg = run.config
         # songs are re-barred as the training data was (older runs: declared meters kept)
         limits = replace(limits, meter=cfg.data.get("meter", "keep"))
-        if cfg.data.get("bpe"):
-            raise UserError("this run was trained on BPE tokens; generation needs a DATA_DIR "
-                            "prepared without --bpe-vocab")
-        tokenizer = ck.load_tokenizer(run_dir)
-        if len(tokenizer.vocab) != cfg.model.vocab_size:
-            raise UserError(f"{run_dir}/tokenizer.json has {len(tokenizer.vocab)} tokens but the "
-                            f"model was built for {cfg.model.vocab_size}")
-        model = MTVAE(cfg.model)
-        ck.load_weights(model, wpath)
-        model.to(dev).eval()
-        learnt, weights_hash = None, None
-        if prior == "learnt" or (prior == "auto" and (run_dir / ck.PRIOR).is_file()):
-            weights_hash = ck.file_hash(wpath)
-            learnt = load_prior(run_dir, wpath, weights_hash, cfg).to(dev)
+        run.tokenizer  # noqa: B018 - checked against the config before the weights are read
+        model = run.load_model(weights, dev)
+        learnt = None
+        if prior == "learnt" or (prior == "auto" and run.has(PRIOR)):
+            learnt = run.load_prior(weights).to(dev)
         elif prior == "auto" and cfg.model.use_vae and cfg.train.prior_steps > 0:
-            import sys
-
-            print(f"note: {run_dir} has no learnt prior (its training stopped before fitting "
-                  f"one): new bars' latents come from N(0, I); 'mtvae prior {run_dir} "
+            print(f"note: {run} has no learnt prior (its training stopped before fitting "
+                  f"one): new bars' latents come from N(0, I); 'mtvae prior {run} "
                   "DATA_DIR' fits it", file=sys.stderr)
-        m = cls(model, cfg, tokenizer, run_dir, wpath, limits, learnt)
-        m.guidance = guidance
-        m._hash = weights_hash  # read once: the prior's check and model_hash share it
-        return m
+        return cls(model, run, weights, limits, learnt)
+
+    @property
+    def run_dir(self):
+        return self.run.path
 
     @property
     def genres(self) -> list[str]:
         return list(self.config.data.get("genres", ["unknown"]))
 
     def model_hash(self) -> str:
-        if self._hash is None:
-            self._hash = ck.file_hash(self.weights)
-        return self._hash
+        return self.run.weights_hash(self.weights)
 
     # ------------------------------------------------------------------ inputs
     def _genre(self, genre: str | None) -> int:
@@ -176,7 +134,7 @@ class MusicVAE:
         name = "score" if isinstance(song, symusic.Score) else str(song)
         enc = T.encode_score(read.score, self.tokenizer, self.tables)
         kinds = self.grammar.kind[enc.ids.astype(np.int64)]
-        if len(enc.bar_starts) == 0 or not np.any((kinds == PITCH) | (kinds == PITCHDRUM)):
+        if len(enc.bar_starts) == 0 or not np.any((kinds == T.PITCH) | (kinds == T.PITCHDRUM)):
             raise UserError(f"{name}: no notes in the tokenizer's pitch range")
         edges = self.config.data["attribute_edges"]
         ids = enc.ids.astype(np.int64)
@@ -208,33 +166,23 @@ class MusicVAE:
                 return name.split("_", 1)[1]
         return "4/4"
 
-    def encode(self, song: Song, bars: int | None = None) -> torch.Tensor:
-        """Posterior means of the bar latents: [n_bars, d_latent]."""
+    def encode(self, song: Song | EncodedInput, bars: int | None = None) -> torch.Tensor:
+        """Posterior means of the bar latents of a song (a MIDI path or Score, or one already
+        ``read``), its first ``bars`` bars (None: all): [n_bars, d_latent]."""
         bars = V.bars(bars, hi=self.limits.max_bars, allow_none=True)
-        return self._latents(self.read(song).first_bars(bars))
-
-    @torch.no_grad()
-    def _latents(self, enc: EncodedInput) -> torch.Tensor:
-        """Posterior means of an already-read song's bars (None without an encoder)."""
+        enc = song if isinstance(song, EncodedInput) else self.read(song)
         if self.model.encoder is None:
             raise UserError("this model was trained with --no-vae: it has no latents")
-        L = self.config.model.max_bar_len
-        ends = list(enc.bar_starts[1:]) + [len(enc.ids)]
-        bar_ids = [enc.ids[a:b][:L] for a, b in zip(enc.bar_starts, ends)]
-        per_row = 16  # bars per encoder row: attention cost grows with the row's square
-        rows = [bar_ids[i:i + per_row] for i in range(0, len(bar_ids), per_row)]
-        tokens, bar = pack_bars(rows, self.config.model.pad_id)
-        mu, _ = self.model.encode(tokens.to(self.device), bar.to(self.device), per_row)
-        return mu.flatten(0, 1)[:len(bar_ids)]
+        return encode_bars(self.model, enc.first_bars(bars).bar_tokens())[0]
 
     def _own_latents(self, enc: EncodedInput):
-        return self._latents(enc) if self.model.encoder is not None else None
+        return self.encode(enc) if self.model.encoder is not None else None
 
     @torch.no_grad()
     def teacher_forced_logits(self, enc: EncodedInput) -> torch.Tensor:
         """Next-token logits [len(ids) - 1, V] of a read song, z = posterior mean."""
         ids = torch.from_numpy(enc.ids)[None].to(self.device)
-        cond = self._cond(self._own_latents(enc), enc.rhythm, enc.polyphony, 0)
+        cond = self.conditions(self._own_latents(enc), enc.rhythm, enc.polyphony, 0)
         bar_of = torch.from_numpy(np.searchsorted(enc.bar_starts, np.arange(len(enc.ids) - 1),
                                                   side="right") - 1).to(self.device)
         return self.model.decode(ids[:, :-1], cond[bar_of][None])[0][0]
@@ -244,22 +192,26 @@ class MusicVAE:
         """Bar attribute classes, clipped to the model's, as a [1, N] tensor."""
         return torch.as_tensor(np.clip(values, 0, self.n_classes - 1), device=self.device)[None]
 
-    def _cond(self, z, rhythm, polyphony, genre: int) -> torch.Tensor:
+    def conditions(self, z, rhythm, polyphony, genre: int = 0) -> torch.Tensor:
+        """Each bar's condition [n_bars, d_cond] (``Plan.cond_bars``): its latent (None for a
+        model without one), rhythm and polyphony classes (clipped to the model's) and the
+        genre's index."""
         r, p = self._classes(rhythm), self._classes(polyphony)
         zz = None if self.model.encoder is None else z.to(self.device)[None]
         g = torch.tensor([genre], device=self.device)
         return self.model.bar_conditions(zz, r, p, g)[0]
 
-    def _decode(self, plans: list[Plan], sampling: Sampling, prompts: list[list[int]] | None = None,
-                use_cache: bool = True) -> list[symusic.Score]:
-        outs = self._generate(plans, sampling, use_cache)
+    def decode(self, plans: list[Plan], sampling: Sampling, prompts: list[list[int]] | None = None,
+               use_cache: bool = True) -> list[symusic.Score]:
+        """Decode plans as one batch into Scores (each after its ``prompts`` tokens)."""
+        outs = self.generate(plans, sampling, use_cache)
         scores = []
         for i, new in enumerate(outs):
             ids = (prompts[i] if prompts else []) + new
             scores.append(self.tokenizer.decode(ids))
         return scores
 
-    def _generate(self, plans: list[Plan], sampling: Sampling, use_cache: bool = True):
+    def generate(self, plans: list[Plan], sampling: Sampling, use_cache: bool = True):
         """Each plan's new tokens, with a progress bar when ``self.progress``."""
         from tqdm.auto import tqdm
 
@@ -269,17 +221,23 @@ class MusicVAE:
         bar.close()
         return outs
 
-    def _sampling(self, temperature, top_k, top_p, other_attributes: bool = False) -> Sampling:
-        """``other_attributes``: fixed latents are decoded with attributes they do not hold
-        (no guidance unless it was set; see ``guidance``)."""
-        w = 0.0 if other_attributes and self._guidance is None else self.guidance
-        self.last_guidance = w
-        return Sampling(*V.sampling(temperature, top_k, top_p), guidance=w)
-
     @staticmethod
-    def _seed(seed) -> int:
-        seed = V.seed(seed)
-        return int(np.random.SeedSequence().entropy % 2**31) if seed is None else seed
+    def sampling(sampling: Sampling | None = None, other_attributes: bool = False,
+                 default_seed: int | None = None, **fields_) -> Sampling:
+        """One call's ``Sampling``: ``sampling`` (default ``Sampling()``) with any of its
+        fields given as keywords, then its defaults filled in (``Sampling.resolved``;
+        ``other_attributes``: latents from a song decoded with other attributes than their
+        bars', which turns the default guidance off; ``default_seed``: the seed when none is
+        given, else a random one)."""
+        if sampling is not None and not isinstance(sampling, Sampling):
+            raise UserError(f"sampling must be a Sampling, not {type(sampling).__name__}")
+        unknown = set(fields_) - SAMPLING_FIELDS
+        if unknown:
+            raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
+        s = replace(sampling or Sampling(), **fields_)
+        if s.seed is None and default_seed is not None:
+            s = replace(s, seed=default_seed)
+        return s.resolved(other_attributes)
 
     def _z_prior(self, bars: int, seed: int | None, coherence: float = 0.0, rhythm=None,
                  polyphony=None, genre: int = 0, context=None) -> torch.Tensor:
@@ -324,9 +282,8 @@ class MusicVAE:
         return np.resize(arr, bars)
 
     def sample(self, bars: int = 16, n: int = 1, genre: str | None = None, rhythm=None,
-               polyphony=None, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None, meter: str | None = None,
-               coherence: float = 0.0):
+               polyphony=None, meter: str | None = None, coherence: float = 0.0,
+               sampling: Sampling | None = None, **sampling_fields):
         """New pieces from the prior, every bar in ``meter`` (default: the training data's
         most common). ``coherence``: the share of each bar latent's variance that all bars of
         a piece share (0: independent bars, as in training; 1: one latent for every bar).
@@ -335,17 +292,17 @@ class MusicVAE:
         ts = self.timesig_id(meter if meter is not None else self.default_meter())
         n = V.integer("n", n, 1, V.MAX_PIECES)
         coherence = V.number("coherence", coherence, 0.0, 1.0)
-        sampling = self._sampling(temperature, top_k, top_p)
-        seed = self._seed(seed)
+        sampling = self.sampling(sampling, **sampling_fields)
+        seed = sampling.seed
         g = self._genre(genre)
         plans = []
         for i in range(n):
             rng = np.random.default_rng([seed, i])
             r = self._per_bar(rhythm, bars, rng, "rhythm")
             p = self._per_bar(polyphony, bars, rng, "polyphony")
-            cond = self._cond(self._z_prior(bars, seed + i, coherence, r, p, g), r, p, g)
+            cond = self.conditions(self._z_prior(bars, seed + i, coherence, r, p, g), r, p, g)
             plans.append(Plan(cond, bars, seed=seed + i, timesigs=[ts]))
-        scores = self._decode(plans, sampling)
+        scores = self.decode(plans, sampling)
         return scores[0] if n == 1 else scores
 
     def prompt_context_tokens(self) -> int:
@@ -354,9 +311,8 @@ class MusicVAE:
         return 4 * (m.seg_len + m.effective_mem_len + m.effective_cmem_len * m.cmem_ratio)
 
     def continue_(self, prompt: Song, bars: int = 8, genre: str | None = None, rhythm=None,
-                  polyphony=None, temperature: float = 1.0, top_k: int | None = None,
-                  top_p: float | None = None, seed: int | None = None,
-                  meter: str | None = None) -> symusic.Score:
+                  polyphony=None, meter: str | None = None, sampling: Sampling | None = None,
+                  **sampling_fields) -> symusic.Score:
         """The prompt fills the memory, then ``bars`` new bars follow (prompt + continuation).
 
         The model reads the prompt's last whole bars covering ``prompt_context_tokens()`` (four
@@ -364,8 +320,8 @@ class MusicVAE:
         output holds the whole prompt. New bars keep the prompt's last meter unless ``meter``."""
         bars = V.bars(bars)
         ts = None if meter is None else self.timesig_id(meter)
-        sampling = self._sampling(temperature, top_k, top_p)
-        seed = self._seed(seed)
+        sampling = self.sampling(sampling, **sampling_fields)
+        seed = sampling.seed
         g = self._genre(genre)
         enc = self.read(prompt)
         r = self._per_bar(rhythm if rhythm is not None else enc.rhythm[-1], bars, None, "rhythm")
@@ -378,29 +334,31 @@ class MusicVAE:
         zp = self._own_latents(tail)
         z = None if zp is None else torch.cat([zp.cpu(), self._z_prior(
             bars, seed, 0.0, r, p, g, (zp, tail.rhythm, tail.polyphony))])
-        cond = self._cond(z, np.concatenate([tail.rhythm, r]), np.concatenate([tail.polyphony, p]), g)
+        cond = self.conditions(z, np.concatenate([tail.rhythm, r]),
+                               np.concatenate([tail.polyphony, p]), g)
         plan = Plan(cond, bars, prompt=tail.ids.tolist(), seed=seed, timesigs=[ts])
-        return self._decode([plan], sampling, [full_ids])[0]
+        return self.decode([plan], sampling, [full_ids])[0]
 
-    def _from_latents(self, z, rhythm, polyphony, genre: int, seed: int, sampling: Sampling,
+    def _from_latents(self, z, rhythm, polyphony, genre: int, sampling: Sampling,
                       timesigs=None):
         """Decode one piece of ``len(rhythm)`` bars from its bar latents and attributes."""
-        cond = self._cond(z, rhythm, polyphony, genre)
+        cond = self.conditions(z, rhythm, polyphony, genre)
         ts = None if timesigs is None else [int(t) for t in timesigs]
-        return self._decode([Plan(cond, len(rhythm), seed=seed, timesigs=ts)], sampling)[0]
+        plan = Plan(cond, len(rhythm), seed=sampling.seed, timesigs=ts)
+        return self.decode([plan], sampling)[0]
 
     def reconstruct(self, song: Song, bars: int | None = 16, genre: str | None = None,
-                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                    seed: int = 0) -> symusic.Score:
-        """Encode a song's first ``bars`` bars (None: all) and decode them again."""
-        return self.transfer(song, genre=genre, bars=bars, temperature=temperature, top_k=top_k,
-                             top_p=top_p, seed=seed)
+                    sampling: Sampling | None = None, **sampling_fields) -> symusic.Score:
+        """Encode a song's first ``bars`` bars (None: all) and decode them again (seed 0
+        unless given)."""
+        return self.transfer(song, genre=genre, bars=bars, sampling=sampling, **sampling_fields)
 
     def transfer(self, song: Song, genre: str | None = None, rhythm_shift: int = 0,
-                 polyphony_shift: int = 0, bars: int | str | None = 16, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, seed: int = 0) -> symusic.Score:
+                 polyphony_shift: int = 0, bars: int | str | None = 16,
+                 sampling: Sampling | None = None, **sampling_fields) -> symusic.Score:
         """Keep the song's bar latents; change its genre and/or shift its bar attributes
         (shifts are in classes, at most ``n_classes - 1`` either way; results are clipped).
+        Seed 0 unless given.
 
         ``bars``: a number re-decodes the song's first ``bars`` bars (None: all); bar ranges
         ("5-8", "3-4,11-12", numbered from 1) edit only those bars, in place, and keep every
@@ -408,19 +366,19 @@ class MusicVAE:
         top = self.n_classes - 1
         rs = V.integer("rhythm_shift", rhythm_shift, -top, top)
         ps = V.integer("polyphony_shift", polyphony_shift, -top, top)
+        sampling = self.sampling(sampling, other_attributes=bool(rs or ps), default_seed=0,
+                                 **sampling_fields)
         if isinstance(bars, (str, list, tuple)) and not (isinstance(bars, str) and bars.isdigit()):
-            return self.infill(song, bars, keep_latents=True, genre=genre, temperature=temperature,
-                               top_k=top_k, top_p=top_p, seed=seed, _shifts=(rs, ps))
+            return self.infill(song, bars, keep_latents=True, genre=genre, sampling=sampling,
+                               _shifts=(rs, ps))
         bars = V.bars(int(bars) if isinstance(bars, str) else bars, hi=V.MAX_GEN_BARS,
                       allow_none=True)
-        sampling = self._sampling(temperature, top_k, top_p, other_attributes=bool(rs or ps))
-        seed = self._seed(seed)
         g = self._genre(genre)
         enc = self.read(song).first_bars(bars)
         if len(enc.bar_starts) > V.MAX_GEN_BARS:
             enc = enc.first_bars(V.MAX_GEN_BARS)
         return self._from_latents(self._own_latents(enc), enc.rhythm + rs, enc.polyphony + ps,
-                                  g, seed, sampling, enc.timesigs)
+                                  g, sampling, enc.timesigs)
 
     # ------------------------------------------------------------------ infilling
     @property
@@ -429,9 +387,9 @@ class MusicVAE:
         return self.config.train.infill > 0 and T.FILL in self.tokenizer.vocab
 
     def infill(self, song: Song, bars, like: Song | None = None, keep_latents: bool = False,
-               rhythm=None, polyphony=None, genre: str | None = None, temperature: float = 1.0,
-               top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
-               _shifts: tuple[int, int] | None = None) -> symusic.Score:
+               rhythm=None, polyphony=None, genre: str | None = None,
+               sampling: Sampling | None = None, _shifts: tuple[int, int] | None = None,
+               **sampling_fields) -> symusic.Score:
         """Rewrite the bars in ``bars`` ("9-12", "3-4,11-12" or [(9, 12)], numbered from 1,
         inclusive) so that they lead from the bars before into the bars after; every other bar
         is kept note for note. Returns the whole song.
@@ -442,9 +400,8 @@ class MusicVAE:
         ``polyphony`` give classes (one value, or one per gap bar). Ranges are filled left to
         right, each reading the bars already filled."""
         fixed = keep_latents or like is not None  # latents from a song, not from the prior
-        sampling = self._sampling(temperature, top_k, top_p, other_attributes=fixed and (
-            rhythm is not None or polyphony is not None or any(_shifts or ())))
-        seed = self._seed(seed)
+        sampling = self.sampling(sampling, other_attributes=fixed and (
+            rhythm is not None or polyphony is not None or any(_shifts or ())), **sampling_fields)
         g = self._genre(genre)
         if not self.can_infill:
             raise UserError(f"{self.run_dir} was trained without infilling: train a model with "
@@ -453,9 +410,9 @@ class MusicVAE:
             raise UserError("--like and --keep-latents exclude each other: choose one")
         enc = self.read(song)
         ranges = V.bar_ranges(bars, len(enc.bar_starts))
-        like_z = None if like is None else self._latents(self.read(like)).cpu()
-        head, bars = self._infill(enc, ranges, like_z, keep_latents, rhythm, polyphony, g,
-                                  sampling, seed, _shifts)
+        like_z = None if like is None else self.encode(like).cpu()
+        head, bars = self.fill(enc, ranges, sampling, like_z, keep_latents, rhythm, polyphony,
+                               g, _shifts)
         return self.tokenizer.decode(head + [t for bar in bars for t in bar])
 
     def infill_context(self) -> int:
@@ -463,20 +420,20 @@ class MusicVAE:
         return self.config.train.segments * self.config.model.seg_len
 
     @torch.no_grad()
-    def _infill(self, enc: EncodedInput, ranges, like_z, keep_latents: bool, rhythm, polyphony,
-                genre: int, sampling: Sampling, seed: int, shifts=None, see_after: bool = True):
-        """(tokens before the first bar, each bar's tokens) after filling ``ranges``.
-        ``see_after=False`` (for evaluation): the bars after a gap are not read, i.e. plain
+    def fill(self, enc: EncodedInput, ranges, sampling: Sampling, like_z=None,
+             keep_latents: bool = False, rhythm=None, polyphony=None, genre: int = 0,
+             shifts=None, see_after: bool = True):
+        """(tokens before the first bar, each bar's tokens) of a read song after writing the
+        bars of ``ranges`` ([(a, b)], 0-based, b exclusive) again (see ``infill``; ``sampling``
+        resolved). ``see_after=False``: the bars after a gap are not read, i.e. plain
         continuation of the bars before it with the same latents and attributes."""
         head = enc.ids[:int(enc.bar_starts[0])].tolist()
         bars = enc.bar_tokens()
-        z = (self._latents(enc).cpu() if self.model.encoder is not None
+        z = (self.encode(enc).cpu() if self.model.encoder is not None
              else torch.zeros(len(bars), self.config.model.d_latent))
         r, p = enc.rhythm.copy(), enc.polyphony.copy()
         top = self.n_classes - 1
         fill = int(self.tokenizer.vocab[T.FILL])
-        ctx = self.infill_context()
-        mean_bar = max(len(enc.ids) / len(bars), 1.0)
         for k, (a, b) in enumerate(ranges):
             n = b - a
             rg = self._per_bar(rhythm, n, None, "rhythm") if rhythm is not None else r[a:b].copy()
@@ -489,41 +446,28 @@ class MusicVAE:
             elif like_z is not None:
                 zg = like_z[torch.arange(a, b) % len(like_z)]
             else:  # new bars: the learnt prior reads the bars before the gap
-                zg = self._z_prior(n, seed + 7919 * k, 0.0, rg, pg, genre, (z[:a], r[:a], p[:a]))
-            # whole bars after the gap (up to half the context, at least one), then before it
-            after, used = [], 0
-            for j in range(b, len(bars) if see_after else b):
-                if after and used + len(bars[j]) > ctx // 2:
-                    break
-                after.append(j)
-                used += len(bars[j])
-            budget = ctx - used - n * mean_bar
-            before = []
-            for j in range(a - 1, -1, -1):
-                if before and len(bars[j]) > budget:
-                    break
-                before.insert(0, j)
-                budget -= len(bars[j])
-            ctx_bars = before + after
+                zg = self._z_prior(n, sampling.seed + 7919 * k, 0.0, rg, pg, genre,
+                                   (z[:a], r[:a], p[:a]))
+            ctx_bars = context_bars([len(x) for x in bars], a, b, self.infill_context(),
+                                    see_after)
             prompt = [t for j in ctx_bars for t in bars[j]] + ([fill] if see_after else [])
             zz = torch.cat([z[ctx_bars], zg])
-            cond = self._cond(zz, np.r_[r[ctx_bars], rg], np.r_[p[ctx_bars], pg], genre)
-            plan = Plan(cond, n, prompt=prompt, seed=seed + k,
+            cond = self.conditions(zz, np.r_[r[ctx_bars], rg], np.r_[p[ctx_bars], pg], genre)
+            plan = Plan(cond, n, prompt=prompt, seed=sampling.seed + k,
                         timesigs=[int(t) for t in enc.timesigs[a:b]])
-            new = self._generate([plan], sampling)[0]
+            new = self.generate([plan], sampling)[0]
             starts = [i for i, t in enumerate(new) if self.grammar.kind[t] == T.BAR] + [len(new)]
             bars[a:b] = [new[i:j] for i, j in zip(starts, starts[1:])]
             z[a:b], r[a:b], p[a:b] = zg, rg, pg
         return head, bars
 
     def interpolate(self, a: Song, b: Song, steps: int = 5, bars: int = 8,
-                    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                    seed: int = 0) -> list[symusic.Score]:
-        """Spherical interpolation between the bar latents of the first ``bars`` bars of a and b."""
+                    sampling: Sampling | None = None, **sampling_fields) -> list[symusic.Score]:
+        """Spherical interpolation between the bar latents of the first ``bars`` bars of a and
+        b (seed 0 unless given, the same for every step)."""
         steps = V.integer("steps", steps, 2, V.MAX_PIECES)
         bars = V.bars(bars)
-        sampling = self._sampling(temperature, top_k, top_p)
-        seed = self._seed(seed)
+        sampling = self.sampling(sampling, default_seed=0, **sampling_fields)
         if self.model.encoder is None:
             raise UserError("this model was trained with --no-vae: it has no latents")
         ea, eb = self.read(a), self.read(b)
@@ -531,58 +475,19 @@ class MusicVAE:
             if len(e.bar_starts) < bars:
                 raise UserError(f"--bars {bars}: the {name} song has only {len(e.bar_starts)} bars")
         ea, eb = ea.first_bars(bars), eb.first_bars(bars)
-        za, zb = self._latents(ea), self._latents(eb)
+        za, zb = self.encode(ea), self.encode(eb)
         out = []
         for t in np.linspace(0.0, 1.0, steps):
             z = slerp(za, zb, float(t))
             r = np.rint((1 - t) * ea.rhythm + t * eb.rhythm).astype(np.int64)
             p = np.rint((1 - t) * ea.polyphony + t * eb.polyphony).astype(np.int64)
-            out.append(self._from_latents(z, r, p, 0, seed, sampling,
+            out.append(self._from_latents(z, r, p, 0, sampling,
                                           ea.timesigs if t <= 0.5 else eb.timesigs))
         return out
 
-    def token_accuracy(self, song: Song, bars: int | None = 16) -> float:
-        """Teacher-forced next-token accuracy with z = posterior mean."""
-        bars = V.bars(bars, hi=V.MAX_GEN_BARS, allow_none=True)
-        enc = self.read(song).first_bars(bars)
-        if len(enc.bar_starts) > V.MAX_GEN_BARS:
-            enc = enc.first_bars(V.MAX_GEN_BARS)
-        pred = self.teacher_forced_logits(enc).argmax(-1).cpu().numpy()
-        return float(np.mean(pred == enc.ids[1:]))
-
 
 PRIORS = ("auto", "learnt", "normal")
-DEFAULT_GUIDANCE = 0.5  # MusicVAE.guidance
-
-
-def load_prior(run_dir: Path, weights: Path, weights_hash: str, cfg: RunConfig):
-    """RUN_DIR/prior.safetensors as a ``LatentPrior``, refused with one line when it is
-    missing, damaged, or was fitted to other weights than ``weights`` (whose file hash is
-    ``weights_hash``)."""
-    import json
-
-    from .config import PriorConfig
-    from .model.prior import LatentPrior
-
-    path = run_dir / ck.PRIOR
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no learnt prior: fit one with 'mtvae prior {run_dir} "
-                        "DATA_DIR' (or use --prior normal)")
-    meta = ck.weights_metadata(path)
-    pc = PriorConfig.from_json(meta.get("prior_config", ""), str(path))
-    try:
-        fitted_to = json.loads(meta.get("summary", "{}")).get("weights_hash")
-    except ValueError:
-        fitted_to = None
-    if fitted_to != weights_hash:
-        raise UserError(f"{path} was fitted to other weights than {weights.name}: fit it again "
-                        f"with 'mtvae prior {run_dir} DATA_DIR' (or use --prior normal)")
-    if (pc.d_latent, pc.n_attr_classes, pc.n_genres) != (
-            cfg.model.d_latent, cfg.model.n_attr_classes, cfg.model.n_genres):
-        raise UserError(f"{path} does not fit this run's config.json")
-    prior = LatentPrior(pc)
-    ck.load_weights(prior, path)
-    return prior.eval()
+SAMPLING_FIELDS = {f.name for f in fields(Sampling)} - {"max_bar_tokens"}
 
 
 def _tail_bar(bar_starts: np.ndarray, n_tokens: int, budget: int) -> int:

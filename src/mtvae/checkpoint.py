@@ -24,16 +24,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
-from .config import RunConfig
 from .errors import UserError
 
-CONFIG = "config.json"
-BEST = "model.safetensors"
-LAST = "last.safetensors"
-STATE = "training_state.pt"
 JOURNAL = "checkpoint.json"
-PRIOR = "prior.safetensors"  # the learnt prior over bar latents (``mtvae prior``), optional
 PENDING = ".pending"
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
 
 
 def _fsync(path: str | Path) -> None:
@@ -68,6 +68,9 @@ def write_failure(path: str | Path, exc: BaseException) -> OSError:
 def _guarded(path, write, tmp) -> None:
     try:
         write(str(tmp))
+        # the user's umask, like any other program's files (mkstemp's and some writers'
+        # 0600 would otherwise survive the rename)
+        os.chmod(tmp, 0o666 & ~_umask())
         _fsync(tmp)
     except (KeyboardInterrupt, SystemExit, UserError):
         raise
@@ -179,12 +182,15 @@ def weights_meta(metadata: dict | None) -> dict:
     return {k: str(v) for k, v in (metadata or {}).items()}
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+def load_weights(model: torch.nn.Module, path: str | Path, ignore: tuple[str, ...] = ()) -> None:
+    """Load every tensor of ``model`` from a safetensors file; tensors of the file whose names
+    start with one of ``ignore`` (parts a model no longer has) are skipped."""
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except Exception as e:  # noqa: BLE001 - safetensors / torch raise several kinds
         first = " ".join(str(e).split())[:160]
         raise UserError(f"{path} is damaged or does not fit this run's config.json ({first})") from None
+    unexpected = [k for k in unexpected if not k.startswith(ignore)]
     if missing or unexpected:
         raise UserError(f"{path} does not fit this run's config.json ({len(missing)} tensors "
                         f"missing, {len(unexpected)} unexpected, e.g. "
@@ -200,32 +206,6 @@ def weights_metadata(path: str | Path) -> dict:
             return dict(f.metadata() or {})
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file
         raise UserError(f"{path} is damaged ({' '.join(str(e).split())[:120]})") from None
-
-
-def save_config(cfg: RunConfig, run_dir: str | Path) -> None:
-    write_text(Path(run_dir) / CONFIG, cfg.to_json())
-
-
-def load_config(run_dir: str | Path) -> RunConfig:
-    return RunConfig.load(Path(run_dir) / CONFIG)
-
-
-def load_tokenizer(folder: str | Path):
-    """The miditok tokenizer saved in a run or DATA_DIR; a damaged file is one line."""
-    from miditok import REMI
-
-    path = Path(folder) / "tokenizer.json"
-    if not path.is_file():
-        raise UserError(f"{path} is missing")
-    try:
-        return REMI(params=path)
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"{path} is damaged ({type(e).__name__}: "
-                        f"{' '.join(str(e).split())[:120]})") from None
-
-
-def save_state(state: dict, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 STATE_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "step": int,

@@ -24,8 +24,7 @@ def _prepare(args: argparse.Namespace) -> int:
     report = prepare(
         args.sources or [DEFAULT_SOURCE], args.out, labels=args.labels, genres=args.genre,
         programs=args.program, per_genre=args.per_genre, seed=args.seed,
-        max_files=args.max_files, workers=args.workers, bpe_vocab=args.bpe_vocab,
-        progress=not args.quiet, max_bars=args.max_bars, meter=args.meter,
+        max_files=args.max_files, workers=args.workers, progress=not args.quiet, max_bars=args.max_bars, meter=args.meter,
     )
     for s in report["skipped"][:20]:
         print(f"warning: skipped {s['path']}: {s['reason']}", file=sys.stderr)
@@ -42,9 +41,7 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in
                  ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
-                  "beta_max", "beta_warmup_steps", "beta_cycle_steps", "free_bits",
-                  "word_dropout", "aux_weight", "infill", "context_dropout", "bag_weight",
-                  "prior_steps")
+                  "beta_max", "beta_warmup_steps", "free_bits", "infill", "prior_steps")
                  if getattr(args, k) is not None}
     model = {}
     if args.d_latent is not None:
@@ -57,16 +54,6 @@ def _train(args: argparse.Namespace) -> int:
         model["use_memory"] = False
     if args.no_compression:
         model["use_compression"] = False
-    if args.bar_bias:
-        model["bar_bias"] = True
-    if args.latent_slots is not None:
-        from . import validate as V
-
-        model["latent_slots"] = V.integer("latent_slots", args.latent_slots, 1, 64)
-    if args.note_bag:
-        model["note_bag"] = True
-    elif args.bag_weight is not None and not args.resume:
-        raise UserError("--bag-weight: the note bag is off (add --note-bag)")
     if args.init_logvar is not None:
         from . import validate as V
 
@@ -85,28 +72,33 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _load(args):
+    """The model, and the call's ``Sampling`` (its seed drawn here when not given, so that
+    settings.json records it and every output can be made again)."""
+    import random
+
     from . import validate as V
     from .api import MusicVAE
     from .data.midi import Limits
+    from .generate import Sampling
 
+    if args.seed is None:
+        args.seed = random.randrange(2**31)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.guidance, args.seed)
     V.out_dir(args.out)
     m = MusicVAE.load(args.run_dir, device=args.device,
                       limits=Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000)),
-                      prior=getattr(args, "prior", "normal"),  # commands that draw new latents
-                      guidance=getattr(args, "guidance", None))
+                      prior=getattr(args, "prior", "normal"))  # commands that draw new latents
     m.progress = not args.quiet
-    return m
+    return m, sampling
 
 
-def _sampling(args) -> dict:
-    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
-
-
-def _write(args, model, pieces: list, names: list[str], extra: dict | None = None,
+def _write(args, model, sampling, pieces: list, names: list[str], extra: dict | None = None,
            shade: list | None = None) -> int:
-    """Render every piece (MIDI, PNG, WAV) into --out and write settings.json beside them;
-    ``shade``: per piece, bar ranges [(start, stop)] shaded in its piano roll."""
+    """Render every piece (MIDI, PNG, WAV) into --out and write settings.json beside them
+    (the command's arguments and the ``Sampling`` the pieces were decoded with); ``shade``:
+    per piece, bar ranges [(start, stop)] shaded in its piano roll."""
     import json
+    from dataclasses import asdict
     from pathlib import Path
 
     from tqdm.auto import tqdm
@@ -116,7 +108,8 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("func", "temperature", "top_k", "top_p", "guidance", "seed")}
     files = []
     for i, (score, name) in enumerate(tqdm(list(zip(pieces, names)), desc="render",
                                            unit="piece", disable=args.quiet, leave=False)):
@@ -126,8 +119,7 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
         files.append(render(score, out / name, title=title, wav=not args.no_audio,
                             shade=shade[i] if shade else None))
     settings.update({"mtvae_version": __version__, "model_hash": model.model_hash(),
-                     "guidance": model.last_guidance,  # the one used, default included
-                     "files": files, **(extra or {})})
+                     "sampling": asdict(sampling), "files": files, **(extra or {})})
     from .checkpoint import write_text
 
     write_text(out / "settings.json", json.dumps(settings, indent=2, default=str))
@@ -137,60 +129,53 @@ def _write(args, model, pieces: list, names: list[str], extra: dict | None = Non
     return 0
 
 
-def _seed(args) -> None:
-    import random
-
-    if args.seed is None:  # recorded in settings.json, so every output can be made again
-        args.seed = random.randrange(2**31)
-
-
 def _sample(args) -> int:
-    m = _load(args)
-    _seed(args)
+    m, s = _load(args)
+    s = m.sampling(s)
     pieces = m.sample(bars=args.bars, n=args.n, genre=args.genre, rhythm=args.rhythm,
-                      polyphony=args.polyphony, seed=args.seed, meter=args.meter,
-                      coherence=args.coherence, **_sampling(args))
+                      polyphony=args.polyphony, meter=args.meter, coherence=args.coherence,
+                      sampling=s)
     pieces = pieces if isinstance(pieces, list) else [pieces]
-    return _write(args, m, pieces, [f"sample_{i + 1:02d}" for i in range(len(pieces))])
+    return _write(args, m, s, pieces, [f"sample_{i + 1:02d}" for i in range(len(pieces))])
 
 
 def _continue(args) -> int:
-    m = _load(args)
-    _seed(args)
-    score = m.continue_(args.prompt, bars=args.bars, genre=args.genre, seed=args.seed,
-                        meter=args.meter, **_sampling(args))
-    return _write(args, m, [score], ["continuation"])
+    m, s = _load(args)
+    s = m.sampling(s)
+    score = m.continue_(args.prompt, bars=args.bars, genre=args.genre, meter=args.meter,
+                        sampling=s)
+    return _write(args, m, s, [score], ["continuation"])
 
 
 def _interpolate(args) -> int:
-    m = _load(args)
-    _seed(args)
-    pieces = m.interpolate(args.a, args.b, steps=args.steps, bars=args.bars, seed=args.seed,
-                           **_sampling(args))
-    return _write(args, m, pieces, [f"interp_{i + 1:02d}" for i in range(len(pieces))])
+    m, s = _load(args)
+    s = m.sampling(s)
+    pieces = m.interpolate(args.a, args.b, steps=args.steps, bars=args.bars, sampling=s)
+    return _write(args, m, s, pieces, [f"interp_{i + 1:02d}" for i in range(len(pieces))])
 
 
 def _reconstruct(args) -> int:
-    m = _load(args)
-    _seed(args)
-    score = m.reconstruct(args.input, bars=args.bars, seed=args.seed, **_sampling(args))
-    acc = m.token_accuracy(args.input, bars=args.bars)
+    from .evaluate import token_accuracy
+
+    m, s = _load(args)
+    s = m.sampling(s)
+    score = m.reconstruct(args.input, bars=args.bars, sampling=s)
+    acc = token_accuracy(m, args.input, bars=args.bars)
     print(f"token accuracy (teacher-forced, z = posterior mean): {acc:.4f}")
-    return _write(args, m, [score], ["reconstruction"], {"token_accuracy": acc})
+    return _write(args, m, s, [score], ["reconstruction"], {"token_accuracy": acc})
 
 
 def _transfer(args) -> int:
-    m = _load(args)
-    _seed(args)
+    m, s = _load(args)
+    s = m.sampling(s, other_attributes=bool(args.rhythm_shift or args.polyphony_shift))
     score = m.transfer(args.input, genre=args.genre, rhythm_shift=args.rhythm_shift,
-                       polyphony_shift=args.polyphony_shift, bars=args.bars, seed=args.seed,
-                       **_sampling(args))
+                       polyphony_shift=args.polyphony_shift, bars=args.bars, sampling=s)
     shade = None
     if not args.bars.isdigit():  # bar ranges: the edited bars are shaded
         from . import validate as V
 
         shade = [V.bar_ranges(args.bars, len(m.read(args.input).bar_starts))]
-    return _write(args, m, [score], ["transfer"], shade=shade)
+    return _write(args, m, s, [score], ["transfer"], shade=shade)
 
 
 def _classes(name: str, text: str | None):
@@ -206,14 +191,14 @@ def _classes(name: str, text: str | None):
 def _infill(args) -> int:
     from . import validate as V
 
-    m = _load(args)
-    _seed(args)
+    m, s = _load(args)
+    rhythm, polyphony = _classes("rhythm", args.rhythm), _classes("polyphony", args.polyphony)
+    fixed = args.keep_latents or args.like is not None  # the API's rule for the guidance
+    s = m.sampling(s, other_attributes=fixed and (rhythm is not None or polyphony is not None))
     score = m.infill(args.input, args.bars, like=args.like, keep_latents=args.keep_latents,
-                     rhythm=_classes("rhythm", args.rhythm),
-                     polyphony=_classes("polyphony", args.polyphony), genre=args.genre,
-                     seed=args.seed, **_sampling(args))
+                     rhythm=rhythm, polyphony=polyphony, genre=args.genre, sampling=s)
     ranges = V.bar_ranges(args.bars, len(m.read(args.input).bar_starts))
-    return _write(args, m, [score], ["infill"],
+    return _write(args, m, s, [score], ["infill"],
                   {"new_bars": [[a + 1, b] for a, b in ranges]}, shade=[ranges])
 
 
@@ -318,7 +303,7 @@ def _add_prior(g) -> None:
 
 
 def _prior(args) -> int:
-    from .train import train_prior
+    from .learnt_prior import train_prior
 
     s = train_prior(args.run_dir, args.data_dir, steps=args.steps, max_songs=args.max_songs,
                     device=args.device, quiet=args.quiet, seed=args.seed)
@@ -347,7 +332,6 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--seed", type=int, default=0)
     pp.add_argument("--max-files", type=int, metavar="N")
     pp.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores)")
-    pp.add_argument("--bpe-vocab", type=int, metavar="N", help="train BPE to N tokens (train split)")
     pp.add_argument("--quiet", action="store_true", help="no progress bar")
     pp.add_argument("--meter", default="auto", metavar="auto|4/4|keep",
                     help="auto (default): re-bar songs that declare one-beat bars (1/4, or a "
@@ -371,27 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--val-every", type=int, metavar="N")
     pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
     pt.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
-    lat = pt.add_argument_group("latent (against posterior collapse; see docs/RESULTS.md)")
+    lat = pt.add_argument_group("latent (defaults measured in docs/RESULTS.md#latents)")
     lat.add_argument("--beta-max", type=float, metavar="B", help="final weight of the KL term")
     lat.add_argument("--beta-warmup-steps", type=int, metavar="N", help="linear β warm-up")
-    lat.add_argument("--beta-cycle-steps", type=int, metavar="N", help=">0: cyclic β annealing")
-    lat.add_argument("--free-bits", type=float, metavar="NATS", help="free nats per latent dim")
-    lat.add_argument("--word-dropout", type=float, metavar="P",
-                     help="share of decoder input tokens replaced by MASK")
-    lat.add_argument("--context-dropout", type=float, metavar="P",
-                     help="share of training bars decoded from their code alone (no context)")
-    lat.add_argument("--aux-weight", type=float, metavar="W",
-                     help="weight of the bag-of-notes loss (pitch classes, onsets) from z")
+    lat.add_argument("--free-bits", type=float, metavar="NATS",
+                     help="KL target per latent dimension (default 2)")
     lat.add_argument("--d-latent", type=int, metavar="N", help="latent size per bar")
-    lat.add_argument("--bar-bias", action="store_true",
-                     help="a direct path from each bar's code to a bias on its output logits")
-    lat.add_argument("--latent-slots", type=int, metavar="K",
-                     help="read each bar's z as K slots through cross-attention (K divides "
-                          "--d-latent)")
-    lat.add_argument("--note-bag", action="store_true",
-                     help="z predicts which tokens each bar holds; that biases its output")
-    lat.add_argument("--bag-weight", type=float, metavar="W",
-                     help="weight of the note bag's loss (default 1; needs --note-bag)")
     lat.add_argument("--init-logvar", type=float, metavar="L",
                      help="posterior log-variance at initialisation (negative: z starts narrow)")
     pt.add_argument("--infill", type=float, metavar="P",

@@ -31,21 +31,10 @@ class ModelConfig:
     use_vae: bool = True
     use_memory: bool = True
     use_compression: bool = True
-    aux_head: bool = True  # a head that predicts each bar's pitch classes and onsets from z
-    # a direct path from each bar's conditioning (z, attributes, genre) to a bias on every
-    # output logit of the bar (train --bar-bias; measured in docs/RESULTS.md, off by default)
-    bar_bias: bool = False
     # log-variance of the posterior at initialisation (the bias of its logvar half): 0 starts
     # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar); -4
     # since session 8 (with a 128-nat KL target the decoder learns to read z; RESULTS.md)
     init_logvar: float = -4.0
-    # the note bag: a head that predicts from z which tokens occur in the bar, whose
-    # log-probabilities are added to the bar's output logits (train --note-bag)
-    note_bag: bool = False
-    # latent slots: each bar's z is read as this many slots of d_latent / slots dimensions,
-    # pooled by attention in the encoder and read by a cross-attention in every decoder
-    # layer besides in-attention (train --latent-slots; 0: off)
-    latent_slots: int = 0
 
     def __post_init__(self):
         from . import validate as V
@@ -59,12 +48,6 @@ class ModelConfig:
             V.integer(name, getattr(self, name), lo, hi)
         V.number("dropout", self.dropout, 0.0, 0.9)
         V.number("init_logvar", self.init_logvar, -10.0, 10.0)
-        V.integer("latent_slots", self.latent_slots, 0, 64)
-        if self.latent_slots and (self.d_latent % self.latent_slots or not self.use_vae):
-            raise UserError(f"--latent-slots {self.latent_slots}: needs the VAE and a d_latent "
-                            f"({self.d_latent}) that it divides")
-        if self.note_bag and not self.use_vae:
-            raise UserError("the note bag (--note-bag) needs the VAE (drop --no-vae)")
         if self.pad_id >= self.vocab_size:
             raise UserError(f"pad_id {self.pad_id} is outside the vocabulary ({self.vocab_size})")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -112,24 +95,16 @@ class TrainConfig:
     val_every: int = 200
     val_windows: int = 64  # validation windows (fixed, whole examples)
     patience: int = 10  # validations without improvement before stopping
-    # the latent's levers (docs/RESULTS.md, "Latents"): the KL weight, free bits (a KL target
-    # of free_bits × d_latent nats per bar), word dropout and the bag-of-notes loss. Since
-    # session 8 the KL target is 2 nats per dimension (128 per bar for `small`, 0.25 before):
-    # the latent carries the bar and a learnt prior (prior_steps) samples it.
+    # the latent (docs/RESULTS.md, "Latents"): the KL weight, warmed up linearly, and free
+    # bits, a KL target of free_bits × d_latent nats per bar (128 for `small`): the latent
+    # carries the bar, and a learnt prior (prior_steps) samples it.
     beta_max: float = 1.0
     beta_warmup_steps: int = 2000
-    beta_cycle_steps: int = 0  # >0: cyclic annealing with this period
     free_bits: float = 2.0  # nats per latent dimension
     recon_weight: float = 1.0  # weight of the compression's attention-reconstruction loss
     transpose: int = 5  # random transposition in [-transpose, transpose] semitones
     tempo_jitter: float = 0.5  # probability to move tempo tokens by one class
     log_every: int = 10
-    word_dropout: float = 0.0  # share of the decoder's input tokens replaced by MASK
-    aux_weight: float = 0.0  # weight of the bag-of-notes loss from z (needs aux_head)
-    # share of training bars decoded without context: their tokens attend only to their own
-    # bar (no earlier bars, no memory), so z and the attributes are all they have to go on
-    context_dropout: float = 0.0
-    bag_weight: float = 1.0  # weight of the note bag's loss, nats per bar (needs note_bag)
     # share of training windows arranged for infilling (bars before a gap, bars after it,
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
@@ -157,16 +132,11 @@ class TrainConfig:
         V.integer("patience", self.patience, 1, 10**6)
         V.number("beta_max", self.beta_max, 0.0, 100.0)
         V.integer("beta_warmup_steps", self.beta_warmup_steps, 0, 10**9)
-        V.integer("beta_cycle_steps", self.beta_cycle_steps, 0, 10**9)
         V.number("free_bits", self.free_bits, 0.0, 100.0)
         V.number("recon_weight", self.recon_weight, 0.0, 100.0)
         V.integer("transpose", self.transpose, 0, 24)
         V.number("tempo_jitter", self.tempo_jitter, 0.0, 1.0)
         V.integer("log_every", self.log_every, 1, 10**9)
-        V.number("word_dropout", self.word_dropout, 0.0, 0.9)
-        V.number("aux_weight", self.aux_weight, 0.0, 100.0)
-        V.number("context_dropout", self.context_dropout, 0.0, 1.0)
-        V.number("bag_weight", self.bag_weight, 0.0, 100.0)
         V.number("infill", self.infill, 0.0, 1.0)
         V.integer("prior_steps", self.prior_steps, 0, 10**7)
 
@@ -257,10 +227,19 @@ class RunConfig:
 
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
-ADDED_LATER = {"ModelConfig": {"aux_head": False, "bar_bias": False, "init_logvar": 0.0,
-                               "note_bag": False, "latent_slots": 0},
-               "TrainConfig": {"word_dropout": 0.0, "aux_weight": 0.0, "infill": 0.0,
-                               "context_dropout": 0.0, "bag_weight": 1.0, "prior_steps": 0}}
+ADDED_LATER = {"ModelConfig": {"init_logvar": 0.0},
+               "TrainConfig": {"infill": 0.0, "prior_steps": 0}}
+
+# Options that lost and were removed (docs/RESULTS.md, "What was tried"), with the value that
+# means "off": a saved run that has them off loads; one that turned one on is refused.
+# ``aux_head`` was on by default, but its loss weight ``aux_weight`` was 0, so its head never
+# trained: runs that carry it load and the head's tensors are skipped (``IGNORED_WEIGHTS``).
+REMOVED = {"ModelConfig": {"aux_head": (True, False), "bar_bias": (False,), "note_bag": (False,),
+                           "latent_slots": (0,)},
+           "TrainConfig": {"beta_cycle_steps": (0,), "word_dropout": (0, 0.0),
+                           "aux_weight": (0, 0.0), "context_dropout": (0, 0.0),
+                           "bag_weight": None}}  # None: any value (it weighed the note bag)
+IGNORED_WEIGHTS = ("aux.",)  # tensors of removed parts that older weights files may hold
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
           "float | None": (int, float, type(None))}
@@ -271,6 +250,12 @@ def _build(kind, values, where: str):
         raise UserError(f"{where}: expected an object")
     known = {f.name: f for f in fields(kind)}
     values = ADDED_LATER.get(kind.__name__, {}) | values
+    for name, off in REMOVED.get(kind.__name__, {}).items():
+        if name in values:
+            v = values.pop(name)
+            if off is not None and (isinstance(v, bool) != isinstance(off[0], bool) or v not in off):
+                raise UserError(f"{where}: {name} = {v!r} turns on an option this mtvae no "
+                                "longer has (removed; docs/RESULTS.md, 'What was tried')")
     missing = sorted(set(known) - set(values))
     unknown = sorted(set(values) - set(known))
     if missing or unknown:

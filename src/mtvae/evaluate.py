@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,12 @@ import torch
 
 from . import checkpoint as ck
 from . import metrics as M
-from .api import MusicVAE
+from .api import EncodedInput, MusicVAE
 from .data import tokens as T
-from .data.dataset import load_meta, load_split
+from .data.dataset import DataDir
 from .data.windows import eval_batches, eval_windows
 from .errors import UserError
-from .generate import PITCH, PITCHDRUM, Plan, Sampling
+from .generate import Plan, Sampling
 
 
 def truncate(score: symusic.Score, bars: int) -> symusic.Score:
@@ -46,20 +47,6 @@ def truncate(score: symusic.Score, bars: int) -> symusic.Score:
     return score.clip(0, int(round(b[bars] * tpq)), clip_end=True)
 
 
-def _songs(data_dir: Path, split: str) -> list[Path]:
-    """The split's source files (absolute in manifest.csv; older DATA_DIRs may hold paths
-    relative to the folder ``prepare`` ran in)."""
-    import csv
-
-    with open(data_dir / "manifest.csv") as f:
-        files = [Path(r["file"]) for r in csv.DictReader(f) if r["split"] == split]
-    for p in files:
-        if not p.is_file():
-            raise UserError(f"{data_dir}/manifest.csv names {p}, which is gone (or relative to "
-                            "another folder): run 'mtvae prepare' again")
-    return files
-
-
 def _real(paths: list[Path], bars: int, limits) -> list[symusic.Score]:
     """The first ``bars`` bars of each song, read through the MIDI reader."""
     from .data.midi import read_midi
@@ -68,13 +55,13 @@ def _real(paths: list[Path], bars: int, limits) -> list[symusic.Score]:
 
 
 @torch.no_grad()
-def likelihood(m: MusicVAE, data_dir: Path, split: str, max_windows: int | None,
+def likelihood(m: MusicVAE, data: DataDir, split: str, max_windows: int | None,
                batch_size: int = 8) -> dict:
     model, cfg = m.model, m.config
-    store = load_split(data_dir, split)
+    store = data.split(split)
     length = cfg.train.segments * cfg.model.seg_len
     windows = eval_windows(store, length, max_windows)
-    is_note = torch.from_numpy((m.grammar.kind == PITCH) | (m.grammar.kind == PITCHDRUM))
+    is_note = torch.from_numpy((m.grammar.kind == T.PITCH) | (m.grammar.kind == T.PITCHDRUM))
     s = {"ce": 0.0, "ce_mean": 0.0, "kl": 0.0, "tokens": 0, "notes": 0, "correct": 0, "bars": 0,
          "kl_learnt": 0.0}
     mus = []
@@ -148,7 +135,7 @@ def held_out_songs(m: MusicVAE, songs: list[Path], n: int, bars: int,
 
 @torch.no_grad()
 def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
-                   partners: list[Path] | None = None) -> dict:
+                   partners: list[Path] | None = None, guidance: float | None = None) -> dict:
     """Does the decoder read its latents? On the first ``bars`` bars of held-out songs:
 
     * reconstruction from z = posterior mean (each bar keeps its attributes and meter), greedy
@@ -158,6 +145,8 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
       song in the list);
     * latent swap: song A decoded greedily with its partner B's bar latents (A's attributes
       and meters); the share of bars whose chroma (groove) is closer to B's bar than to A's.
+
+    Every decoding uses latent ``guidance`` (None: the default).
 
     A decoder that ignores z scores near the floor and near 0 on the swap.
     """
@@ -170,11 +159,11 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
         return {}
     encs = [a for a, _ in pairs] + [b for _, b in pairs]  # songs, then their partners
     refs = [m.tokenizer.decode(e.ids.tolist()) for e in encs]
-    zs = [m._latents(e).cpu() for e in encs]
+    zs = [m.encode(e).cpu() for e in encs]
     n = len(pairs)
 
     def plans(donors):
-        return [Plan(m._cond(zs[d], e.rhythm, e.polyphony, 0), bars, seed=seed + k,
+        return [Plan(m.conditions(zs[d], e.rhythm, e.polyphony, 0), bars, seed=seed + k,
                      timesigs=[int(t) for t in e.timesigs])
                 for k, (e, d) in enumerate(zip(encs[:n], donors))]
 
@@ -182,13 +171,13 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
     other = [n + k for k in own]
     out: dict = {"songs": n, "bars": bars}
     for name, temp in (("greedy", 0.0), ("sampled", 1.0)):
-        outs = m._decode(plans(own), m._sampling(temp, None, None))
+        outs = m.decode(plans(own), m.sampling(guidance=guidance, temperature=temp, seed=seed))
         rows = [M.bar_similarity(r, o, bars) for r, o in zip(refs, outs)]
         out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     floor = [M.bar_similarity(refs[k], refs[j], bars) for k, j in zip(own, other)]
     out["floor"] = {k: float(np.mean([r[k] for r in floor])) for k in floor[0]}
 
-    swapped = m._decode(plans(other), m._sampling(0.0, None, None))
+    swapped = m.decode(plans(other), m.sampling(guidance=guidance, temperature=0.0, seed=seed))
     follows = {"chroma": [], "groove": []}
     for k, j in zip(own, other):
         (ca, ga), (cb, gb), (co, go) = (M.bar_profiles(x, bars) for x in (refs[k], refs[j], swapped[k]))
@@ -212,8 +201,6 @@ def join_nll(m: MusicVAE, bars: list[list[int]], rhythm, polyphony, timesigs, at
     """The model's mean negative log-likelihood (nats/token) of bar ``at``'s tokens, read in
     order after the bars before it (as many whole bars as one training window holds, at least
     one), each bar's z its posterior mean: how well the music before leads into bar ``at``."""
-    from .api import EncodedInput
-
     ctx = m.infill_context()
     first, used = at, len(bars[at])
     while first > 0 and (first == at or used + len(bars[first - 1]) <= ctx):  # >= 1 bar before
@@ -256,8 +243,8 @@ def infilling(m: MusicVAE, songs: list[Path], seed: int, sampling: Sampling,
             orig_gaps.append(ref)
             joins["original"].append(join_nll(m, bars, e.rhythm, e.polyphony, e.timesigs, b))
             for name, see_after, own in methods:
-                _, new = m._infill(e, [(a, b)], None, own, None, None, 0, sampling, seed + i,
-                                   see_after=see_after)
+                _, new = m.fill(e, [(a, b)], replace(sampling, seed=seed + i),
+                                keep_latents=own, see_after=see_after)
                 gap = m.tokenizer.decode([t for bar in new[a:b] for t in bar])
                 sims[name].append(M.bar_similarity(ref, gap, g))
                 feats[name].append(gap)
@@ -273,15 +260,16 @@ def infilling(m: MusicVAE, songs: list[Path], seed: int, sampling: Sampling,
     return out
 
 
-def control(m: MusicVAE, per_class: int, bars: int, seed: int, **sampling) -> dict:
+def control(m: MusicVAE, per_class: int, bars: int, sampling: Sampling,
+            coherence: float = 0.0) -> dict:
     """Spearman's rho between asked and measured bar attribute classes."""
     edges = m.config.data["attribute_edges"]
     out = {}
     for attr in ("rhythm", "polyphony"):
         asked, measured, means = [], [], []
         for c in range(m.n_classes):
-            kwargs = {attr: c, **sampling}
-            pieces = m.sample(bars=bars, n=per_class, seed=seed + 100 * c, **kwargs)
+            pieces = m.sample(bars=bars, n=per_class, coherence=coherence,
+                              sampling=replace(sampling, seed=sampling.seed + 100 * c), **{attr: c})
             pieces = pieces if isinstance(pieces, list) else [pieces]
             got = []
             for p in pieces:
@@ -307,12 +295,11 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
     sampling by default; e.g. ``top_k`` to match a baseline that filters its samples);
     ``coherence`` how alike their bars' latents are (see ``MusicVAE.sample``); ``prior``
-    where their latents come from and ``guidance`` the latent guidance of every decoding
-    (see ``MusicVAE.load``)."""
+    where their latents come from (see ``MusicVAE.load``) and ``guidance`` the latent
+    guidance of every decoding (see ``Sampling``)."""
     from . import validate as V
     from .data.midi import DEFAULT_LIMITS
 
-    data_dir = Path(data_dir)
     if split not in ("train", "valid", "test"):
         raise UserError(f"--split {split!r}: choose train, valid or test")
     samples = V.integer("samples", samples, 1, 4096)
@@ -320,18 +307,14 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     seed = V.seed(seed, allow_none=False)
     max_windows = V.integer("max_windows", max_windows, 0, 10**7, allow_none=True) or None
     V.integer("control_per_class", control_per_class, 1, 1024, allow_none=True)
-    V.sampling(temperature, top_k, top_p)
+    sampling = Sampling(temperature, top_k, top_p, guidance, seed).resolved()
     coherence = V.number("coherence", coherence, 0.0, 1.0)
-    meta = load_meta(data_dir)
-    if meta.get("bpe"):
-        raise UserError(f"{data_dir} holds BPE tokens; evaluate needs a DATA_DIR prepared "
-                        "without --bpe-vocab (as generation does)")
-    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS, prior=prior,
-                      guidance=guidance)
-    if meta["vocab_size"] != m.config.model.vocab_size:
-        raise UserError(f"{data_dir} has a vocabulary of {meta['vocab_size']} tokens; "
+    data = DataDir(data_dir)
+    m = MusicVAE.load(run_dir, device=device, limits=limits or DEFAULT_LIMITS, prior=prior)
+    if data.vocab_size != m.config.model.vocab_size:
+        raise UserError(f"{data} has a vocabulary of {data.vocab_size} tokens; "
                         f"this model was trained on {m.config.model.vocab_size}")
-    result: dict = {"run_dir": str(run_dir), "data_dir": str(data_dir), "split": split,
+    result: dict = {"run_dir": str(run_dir), "data_dir": str(data), "split": split,
                     "samples": samples, "bars": bars, "seed": seed,
                     "model_hash": m.model_hash(), "parameters": m.model.num_parameters(),
                     "vae": m.model.encoder is not None,
@@ -339,37 +322,37 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
                                  "coherence": coherence},
                     # where prior and control samples' latents come from (``mtvae prior``)
                     "prior": "learnt" if m.prior is not None else "normal",
-                    "guidance": m.guidance}  # of every decoding from latents
-    sampling = result["sampling"]
+                    "guidance": sampling.guidance}  # of every decoding from latents
     rng = np.random.default_rng(seed)
-    split_songs = _songs(data_dir, split)
+    split_songs = data.files(split)
     if not split_songs:
-        raise UserError(f"the {split} split of {data_dir} is empty")
+        raise UserError(f"the {split} split of {data} is empty")
+    train_songs = data.files("train")
 
     progress("likelihood ...")
-    result["likelihood"] = likelihood(m, data_dir, split, max_windows)
+    result["likelihood"] = likelihood(m, data, split, max_windows)
 
     recon_songs = held_out_songs(m, split_songs, min(samples, 16), bars, rng)
     if result["vae"]:
         progress("reconstruction ...")
         partners = None
         if len(recon_songs) == 1:  # a tiny split: the unrelated song comes from train
-            partners = [p for p in _songs(data_dir, "train") if len(m.read(p).bar_starts) >= bars][:1]
-        result["reconstruction"] = reconstruction(m, recon_songs, bars, seed, partners)
+            partners = [p for p in train_songs if len(m.read(p).bar_starts) >= bars][:1]
+        result["reconstruction"] = reconstruction(m, recon_songs, bars, seed, partners,
+                                                  sampling.guidance)
     if m.can_infill:
         progress("infilling ...")
-        result["infilling"] = infilling(m, recon_songs, seed, m._sampling(temperature, top_k, top_p))
+        result["infilling"] = infilling(m, recon_songs, seed, sampling)
     progress("control ...")
     # a quarter of the prior samples per class (16 samples: 4 per class, 256 bars of 8): one
-    # per class read polyphony rho 0.65 where 256 bars give 0.45 (docs/RESULTS.md, session 9)
-    result["control"] = control(m, control_per_class or max(1, samples // 4), bars, seed,
-                                **sampling)
+    # per class read polyphony rho 0.65 where 256 bars give 0.45 (docs/RESULTS.md, "Latents")
+    result["control"] = control(m, control_per_class or max(1, samples // 4), bars, sampling,
+                                coherence)
 
     progress(f"{samples} prior samples ...")
-    generated = m.sample(bars=bars, n=samples, seed=seed, **sampling)
+    generated = m.sample(bars=bars, n=samples, coherence=coherence, sampling=sampling)
     generated = generated if isinstance(generated, list) else [generated]
     real = _real(split_songs, bars, m.limits)
-    train_songs = _songs(data_dir, "train")
     pick = rng.permutation(len(train_songs))[:len(split_songs)]
     ceiling = _real([train_songs[i] for i in pick], bars, m.limits)
     sets = {"mtvae": generated, "train (ceiling)": ceiling}
@@ -383,7 +366,7 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
         name: M.compare_sets(real_f, M.set_features(scores)) for name, scores in sets.items()}
 
     progress("memorisation ...")
-    train = load_split(data_dir, "train")
+    train = data.split("train")
     index = M.CopyIndex([np.asarray(train.ids(i)) for i in range(len(train))])
     sample_ids = [T.encode_score(s, m.tokenizer, m.tables).ids for s in generated]
     runs = [index.longest(ids) for ids in sample_ids]
@@ -458,3 +441,15 @@ def write_json(result: dict, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(result, indent=2, default=float)
     ck.atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def token_accuracy(m: MusicVAE, song, bars: int | None = 16) -> float:
+    """Teacher-forced next-token accuracy of a song's first ``bars`` bars, z = posterior mean."""
+    from . import validate as V
+
+    bars = V.bars(bars, hi=V.MAX_GEN_BARS, allow_none=True)
+    enc = m.read(song).first_bars(bars)
+    if len(enc.bar_starts) > V.MAX_GEN_BARS:
+        enc = enc.first_bars(V.MAX_GEN_BARS)
+    pred = m.teacher_forced_logits(enc).argmax(-1).cpu().numpy()
+    return float(np.mean(pred == enc.ids[1:]))

@@ -1,114 +1,65 @@
-"""Generation: a REMI grammar mask, sampling, and the bar-by-bar decoding loop.
+"""Generation: ``Sampling`` (how one call decodes), sampling a token, and the decoding loop.
 
 Each new token costs one cached decoder step (``MTVAE.step``); the memory and compressed
-memory are carried across segments. The grammar only lets well-formed REMI+ out
-(``Bar TimeSig (Position [Tempo] (Program Pitch Velocity Duration)+)*``, positions rising
-inside a bar and within the bar's length, drum pitches only on the drum program), and the
-loop stops exactly when the requested number of bars is complete; the last bar always holds
-at least one note, so the written MIDI has exactly that many bars. A plan may fix each new
+memory are carried across segments. Every token is drawn through the grammar's mask
+(``data.grammar``), so only well-formed REMI+ comes out, and the loop stops exactly when the
+requested number of bars is complete; the last bar always holds at least one note, so the
+written MIDI has exactly that many bars. A plan may fix each new
 bar's ``TimeSig`` token, so that a piece keeps one meter (or the bars of the song it
 re-decodes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-# the token kinds are defined once, with the vocabulary table; other modules import them here too
-from .data.tokens import (  # noqa: F401
-    BAR, DURATION, KINDS, NUM_KINDS, OTHER, PITCH, PITCHDRUM, POS_PER_BEAT, POSITION, PROGRAM,
-    TEMPO, TIMESIG, VELOCITY, Vocab,
-)
+from . import validate as V
+from .data.grammar import MAX_BAR_TOKENS, Grammar, SeqState, allowed
+from .data.tokens import BAR
 
-NEXT = {  # kinds allowed after each kind (None: the very start)
-    None: {BAR}, BAR: {TIMESIG}, TIMESIG: {POSITION, BAR}, POSITION: {TEMPO, PROGRAM},
-    TEMPO: {PROGRAM, POSITION, BAR}, PROGRAM: {PITCH, PITCHDRUM}, PITCH: {VELOCITY},
-    PITCHDRUM: {VELOCITY}, VELOCITY: {DURATION}, DURATION: {PROGRAM, POSITION, BAR},
-}
+DEFAULT_GUIDANCE = 0.5  # Sampling.guidance when not given (docs/RESULTS.md, "Latents")
 
 
-class Grammar:
-    """The masks of a REMI+ vocabulary, built on its parsed table (``data.tokens.Vocab``).
+@dataclass(frozen=True)
+class Sampling:
+    """How one call decodes: passed whole from the CLI and the API to ``generate`` and
+    recorded in settings.json.
 
-    ``kind`` and ``value`` are the table's arrays; ``kind_masks[k]`` a bool tensor [V] of the
-    tokens of kind k; ``positions`` each ``Position`` token's position (-1 for other tokens).
+    ``temperature`` (0: greedy), ``top_k``, ``top_p``: the usual filters. ``guidance``: latent
+    guidance w, each token's logits moved away from those the decoder gives with z = 0 by w
+    times the difference (classifier-free guidance with "no latent" as the unconditional
+    model; 0 decodes plainly; each step decodes the batch twice, as one batch). None means
+    the default: ``DEFAULT_GUIDANCE``, or 0 where a song's own latents are decoded with other
+    attributes than their bars' (guidance pulls towards the latents, which hold the bars'
+    own rhythm and polyphony; see ``resolved``). ``seed``: None draws one (``resolved``).
     """
 
-    def __init__(self, vocab: dict[str, int] | Vocab):
-        self.vocab = vocab if isinstance(vocab, Vocab) else Vocab(vocab)
-        self.kind, self.value = self.vocab.kind, self.vocab.value
-        self.kind_masks = {k: torch.from_numpy(self.kind == k) for k in range(NUM_KINDS)}
-        self.positions = torch.from_numpy(np.where(self.kind == POSITION, self.value, -1))
-        self.bar_id = int(self.vocab.ids(BAR)[0])
-
-
-@dataclass
-class SeqState:
-    """Grammar state of one sequence."""
-
-    last: int | None = None
-    position: int = -1
-    bar_len: int = 32
-    drum: bool = False
-    bars_opened: int = 0
-    tokens_in_bar: int = 0
-    notes_in_bar: int = 0
-    done: bool = False
-
-    def update(self, g: Grammar, token: int) -> None:
-        k = int(g.kind[token])
-        if k == BAR:
-            self.bars_opened += 1
-            self.position, self.tokens_in_bar, self.notes_in_bar = -1, 0, 0
-        elif k == TIMESIG:
-            self.bar_len = int(g.value[token])
-        elif k == POSITION:
-            self.position = int(g.value[token])
-        elif k == PROGRAM:
-            self.drum = int(g.value[token]) == -1
-        elif k == DURATION:
-            self.notes_in_bar += 1
-        self.tokens_in_bar += 1
-        self.last = k
-
-
-@dataclass
-class Sampling:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
-    max_bar_tokens: int = 256  # a bar that grows longer is closed as soon as it may be
-    guidance: float = 0.0  # latent guidance w: logits + w * (logits - logits with z = 0)
+    guidance: float | None = None
+    seed: int | None = None
+    max_bar_tokens: int = MAX_BAR_TOKENS
 
+    def __post_init__(self):
+        V.sampling(self.temperature, self.top_k, self.top_p)
+        if self.guidance is not None:
+            V.number("guidance", self.guidance, 0.0, 10.0)
+        V.seed(self.seed)
 
-def allowed(g: Grammar, st: SeqState, bars: int, sampling: Sampling,
-            timesig: int | None = None) -> torch.Tensor:
-    """Bool mask [V] of the tokens the grammar allows next (``timesig``: the one ``TimeSig``
-    token the current bar must take, or None for any)."""
-    if st.last == BAR and timesig is not None:
-        mask = torch.zeros_like(g.kind_masks[BAR])
-        mask[timesig] = True
-        return mask
-    kinds = set(NEXT[st.last])
-    if st.last == PROGRAM:
-        kinds = {PITCHDRUM} if st.drum else {PITCH}
-    last_bar = st.bars_opened >= bars
-    if BAR in kinds and last_bar and st.notes_in_bar == 0:
-        kinds.discard(BAR)  # the final bar must hold a note
-    if BAR in kinds and st.tokens_in_bar >= sampling.max_bar_tokens and st.notes_in_bar:
-        kinds = {BAR}
-    mask = torch.zeros_like(g.kind_masks[BAR])
-    for k in kinds:
-        if k == POSITION:
-            mask |= (g.positions > st.position) & (g.positions < st.bar_len)
-        else:
-            mask |= g.kind_masks[k]
-    if not mask.any():  # no later position fits: close the bar
-        mask = g.kind_masks[BAR].clone()
-    return mask
+    def resolved(self, other_attributes: bool = False) -> Sampling:
+        """This sampling with its defaults filled in: the guidance (0 when latents from a
+        song get ``other_attributes``) and a random seed."""
+        w = self.guidance
+        if w is None:
+            w = 0.0 if other_attributes else DEFAULT_GUIDANCE
+        seed = self.seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**31)
+        return replace(self, guidance=w, seed=seed)
 
 
 def sample_token(logits: torch.Tensor, mask: torch.Tensor, s: Sampling,
@@ -145,6 +96,29 @@ class Plan:
         return self.timesigs[min(bar, len(self.timesigs) - 1)]
 
 
+def context_bars(lengths: list[int], a: int, b: int, context: int, see_after: bool = True) -> list[int]:
+    """The whole bars a plan that writes bars ``a..b-1`` again reads first (bar ``lengths``
+    in tokens): the bars after the gap, up to half of ``context`` tokens (at least one), then
+    the bars before it that fit in what is left after room for the gap itself (at least one);
+    without ``see_after``, only bars before. Together they make one training window, as the
+    model was trained to infill."""
+    mean_bar = max(sum(lengths) / max(len(lengths), 1), 1.0)
+    after, used = [], 0
+    for j in range(b, len(lengths) if see_after else b):
+        if after and used + lengths[j] > context // 2:
+            break
+        after.append(j)
+        used += lengths[j]
+    budget = context - used - (b - a) * mean_bar
+    before: list[int] = []
+    for j in range(a - 1, -1, -1):
+        if before and lengths[j] > budget:
+            break
+        before.insert(0, j)
+        budget -= lengths[j]
+    return before + after
+
+
 @torch.inference_mode()  # lighter dispatch than no_grad: each token is one small step
 def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
              use_cache: bool = True, progress=None) -> list[list[int]]:
@@ -178,7 +152,7 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
     cond_hist = torch.stack(conds).to(device)
     # latent guidance: a second copy of the batch decodes with z = 0, and each step's logits
     # move away from it by w (classifier-free guidance with "no latent" as the unconditional)
-    w = sampling.guidance if getattr(model, "encoder", None) is not None else 0.0
+    w = (sampling.guidance or 0.0) if getattr(model, "encoder", None) is not None else 0.0
 
     def doubled(c: torch.Tensor) -> torch.Tensor:
         return torch.cat([c, model.without_latent(c)]) if w else c
@@ -203,8 +177,8 @@ def generate(model, grammar: Grammar, plans: list[Plan], sampling: Sampling,
             if st.done:
                 nxt[i] = outs[i][-1]
                 continue
-            mask = allowed(grammar, st, plans[i].bars, sampling,
-                           plans[i].timesig(st.bars_opened - 1))
+            mask = allowed(grammar, st, plans[i].bars, plans[i].timesig(st.bars_opened - 1),
+                           sampling.max_bar_tokens)
             tok = sample_token(logits[i].cpu(), mask, sampling, gens[i])
             if grammar.kind[tok] == BAR and st.bars_opened >= plans[i].bars:
                 st.done = True  # the requested bars are complete

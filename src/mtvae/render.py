@@ -211,3 +211,31 @@ def render(score: symusic.Score, stem: str | Path, title: str = "", wav: bool = 
         out["wav"] = str(stem.with_suffix(".wav"))
         out["audio"] = write_wav(score, out["wav"])
     return out
+
+
+def plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = [r for r in history if r["split"] == "train"]
+    va = [r for r in history if r["split"] == "valid"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot([r["step"] for r in tr], [r["ce"] for r in tr], lw=0.8, label="train cross-entropy")
+    ax.plot([r["step"] for r in va], [r["loss"] for r in va], "o-", label="validation loss (ELBO)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("nats per token")
+    ax2 = ax.twinx()
+    ax2.plot([r["step"] for r in tr], [r["kl"] for r in tr], color="tab:green", lw=0.6,
+             alpha=0.7, label="KL per bar")
+    ax2.plot([r["step"] for r in tr], [r["beta"] for r in tr], color="tab:red", lw=0.8,
+             ls="--", label="β")
+    ax2.set_ylabel("KL (nats per bar) · β")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
+    ax.set_title("mtvae training")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)

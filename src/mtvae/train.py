@@ -1,17 +1,18 @@
 """Training: ``train(DATA_DIR, RUN_DIR, ...)`` and ``mtvae train``.
 
-AdamW, linear warm-up then cosine decay, gradient clipping, β warm-up (linear or cyclic)
-with free bits, augmentation, truncated back-propagation through memory (inside the model),
+AdamW, linear warm-up then cosine decay, gradient clipping, a linear β warm-up with free
+bits, augmentation, truncated back-propagation through memory (inside the model),
 validation every N steps with early stopping, the best model kept, atomic checkpoints,
 ``--resume`` that continues exactly (step, optimizer, scheduler, RNG, data order), one
 progress bar, ``metrics.csv`` and ``loss.png``. Under ``torchrun`` it runs
-DistributedDataParallel (gloo on CPU, NCCL on GPU) and only rank 0 writes.
+DistributedDataParallel (gloo on CPU, NCCL on GPU) and only rank 0 writes. The run folder's
+files are ``RunDir``'s (``run.py``); the learnt prior fitted at the end is
+``learnt_prior.py``'s.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -25,27 +26,21 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoint as ck
+from . import run as R
 from . import validate as V
 from .config import RunConfig, TrainConfig, model_config
-from .data.dataset import load_meta, load_split, load_tokenizer
-from .data.tokens import FILL, Vocab
-from .data.windows import Augmenter, BarContent, TrainWindows, eval_batches, eval_windows
+from .data.dataset import DataDir
+from .data.tokens import FILL
+from .data.windows import Augmenter, TrainWindows, eval_batches, eval_windows
 from .errors import UserError
 from .model import MTVAE
+from .run import RunDir
 
-METRICS = "metrics.csv"
-FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "aux", "lr",
+FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "lr",
           "tokens_per_s", "elapsed_s"]
 
 
-def resolve_device(name: str) -> torch.device:
-    return torch.device(V.device(name))
-
-
 def beta_at(step: int, t: TrainConfig) -> float:
-    if t.beta_cycle_steps > 0:  # cyclic: ramp over the first half of each cycle, then hold
-        phase = (step % t.beta_cycle_steps) / (t.beta_cycle_steps / 2)
-        return t.beta_max * min(1.0, phase)
     return t.beta_max * min(1.0, step / max(t.beta_warmup_steps, 1))
 
 
@@ -70,9 +65,9 @@ def make_optimizer(model: MTVAE, t: TrainConfig) -> torch.optim.Optimizer:
 
 
 class Trainer:
-    def __init__(self, data_dir, run_dir, cfg: RunConfig, device: torch.device, quiet: bool):
-        self.data_dir, self.run_dir, self.cfg, self.device, self.quiet = (
-            Path(data_dir), Path(run_dir), cfg, device, quiet)
+    def __init__(self, data: DataDir, run: RunDir, cfg: RunConfig, device: torch.device,
+                 quiet: bool):
+        self.data, self.run, self.cfg, self.device, self.quiet = data, run, cfg, device, quiet
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.is_main = self.rank == 0
@@ -88,31 +83,22 @@ class Trainer:
                            find_unused_parameters=True)
         self.opt = make_optimizer(self.model, t)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(t))
-        self.train_store = load_split(data_dir, "train")
+        self.train_store = data.split("train")
         if len(self.train_store) == 0:
-            raise UserError(f"the train split of {data_dir} is empty: prepare more songs")
-        val_split = "valid"
-        self.val_store = load_split(data_dir, val_split)
+            raise UserError(f"the train split of {data} is empty: prepare more songs")
+        self.val_store = data.split("valid")
         if len(self.val_store) == 0:
             self.val_store = self.train_store
             self.log("warning: the valid split is empty; validating on train (no early stopping signal)")
-        augment = content = None
-        tokenizer = load_tokenizer(data_dir)
-        if not cfg.data.get("bpe") and (t.transpose or t.tempo_jitter):
-            augment = Augmenter(tokenizer.vocab, t.transpose, t.tempo_jitter)
-        if not cfg.data.get("bpe") and t.aux_weight > 0:
-            if not m.aux_head:
-                raise UserError("--aux-weight needs a model with aux_head")
-            content = BarContent(Vocab(tokenizer.vocab))
-        # word dropout replaces decoder inputs by MASK (or PAD in a vocabulary without it)
-        self.mask_id = int(tokenizer.vocab.get("MASK_None", m.pad_id))
-        fill_id = int(tokenizer.vocab.get(FILL, -1)) if not cfg.data.get("bpe") else -1
+        vocab = data.tokenizer.vocab
+        augment = (Augmenter(vocab, t.transpose, t.tempo_jitter)
+                   if t.transpose or t.tempo_jitter else None)
+        fill_id = int(vocab.get(FILL, -1))
         if t.infill > 0 and fill_id < 0:
-            raise UserError(f"--infill {t.infill}: {data_dir} has no {FILL} token (prepared "
-                            "by an older mtvae or with --bpe-vocab): run 'mtvae prepare' again, "
-                            "or pass --infill 0")
+            raise UserError(f"--infill {t.infill}: {data} has no {FILL} token (prepared by an "
+                            "older mtvae): run 'mtvae prepare' again, or pass --infill 0")
         self.windows = TrainWindows(self.train_store, self.length, t.batch_size, m.max_bar_len,
-                                    m.pad_id, t.seed, self.rank, self.world, augment, content,
+                                    m.pad_id, t.seed, self.rank, self.world, augment,
                                     t.infill, fill_id)
         self.val_windows = eval_windows(self.val_store, self.length, t.val_windows)
         self.step, self.best, self.bad_rounds, self.history = 0, float("inf"), 0, []
@@ -157,21 +143,9 @@ class Trainer:
         self.model.train()
         batch = self.windows.batch(self.step).to(self.device)
         beta = beta_at(self.step, t)
-        if t.word_dropout > 0:  # seeded by the step, so a resumed run drops the same tokens
-            gen = torch.Generator().manual_seed(t.seed * 1_000_003 + self.step * 31 + self.rank)
-            drop = torch.rand(batch.inputs.shape, generator=gen).to(self.device) < t.word_dropout
-            batch.inputs = torch.where(drop & (batch.inputs != self.cfg.model.pad_id),
-                                       self.mask_id, batch.inputs)
-        alone = None
-        if t.context_dropout > 0:  # seeded by the step, like word dropout
-            gen = torch.Generator().manual_seed(t.seed * 1_000_033 + self.step * 37 + self.rank)
-            alone = (torch.rand(batch.bar_mask.shape, generator=gen) < t.context_dropout
-                     ).to(self.device)
         with self.amp:
             out = (self.ddp or self.model)(batch, beta=beta, free_bits=t.free_bits,
-                                           recon_weight=t.recon_weight, aux_weight=t.aux_weight,
-                                           bag_weight=t.bag_weight,
-                                           alone=alone)
+                                           recon_weight=t.recon_weight)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
@@ -180,7 +154,6 @@ class Trainer:
         self.step += 1
         return {"loss": out["loss"].item(), "ce": out["ce"].item(),
                 "kl": out["kl"].item() if "kl" in out else 0.0, "recon": out["recon"].item(),
-                "aux": out["aux"].item() if "aux" in out else 0.0,
                 "beta": beta, "tokens": int(out["n_tokens"]) * self.world}
 
     @torch.no_grad()
@@ -211,7 +184,7 @@ class Trainer:
         self.history.append(row)
         if not self.is_main:
             return
-        path = self.run_dir / METRICS
+        path = self.run / R.METRICS
         new = not path.exists()
         with open(path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
@@ -226,24 +199,15 @@ class Trainer:
         text = [",".join(FIELDS)]
         for row in self.history:
             text.append(",".join(str(row.get(k, "")) for k in FIELDS))
-        ck.write_text(self.run_dir / METRICS, "\n".join(text) + "\n")
+        ck.write_text(self.run / R.METRICS, "\n".join(text) + "\n")
 
     def save(self, best: bool) -> None:
-        """One checkpoint set: best weights (when improved), last weights and the training
-        state, committed together (``checkpoint.commit``)."""
         if not self.is_main:
             return
-        from safetensors.torch import save_model
+        from .render import plot_losses
 
-        meta = ck.weights_meta({"step": self.step})
-        files = {}
-        if best:
-            files[ck.BEST] = lambda tmp: save_model(self.model, tmp, metadata=meta)
-        files[ck.LAST] = lambda tmp: save_model(self.model, tmp, metadata=meta)
-        state = self.state()
-        files[ck.STATE] = lambda tmp: torch.save(state, tmp)
-        ck.commit(self.run_dir, files, self.step)
-        plot_losses(self.history, self.run_dir / "loss.png")
+        self.run.save_checkpoint(self.model, self.state(), self.step, best)
+        plot_losses(self.history, self.run / R.LOSS_PLOT)
 
     # ------------------------------------------------------------------ loop
     def fit(self, max_minutes: float | None) -> dict:
@@ -265,7 +229,7 @@ class Trainer:
                 row = {"step": self.step, "split": "train", "loss": round(last["loss"], 5),
                        "ce": round(last["ce"], 5), "bits_per_token": round(last["ce"] / math.log(2), 5),
                        "kl": round(last["kl"], 4), "beta": round(last["beta"], 4),
-                       "recon": round(last["recon"], 6), "aux": round(last["aux"], 6),
+                       "recon": round(last["recon"], 6),
                        "lr": self.sched.get_last_lr()[0],
                        "tokens_per_s": round(rate), "elapsed_s": round(time.time() - start, 1)}
                 self.write_metrics(row)
@@ -273,8 +237,7 @@ class Trainer:
                                 tok_s=f"{rate:.0f}")
                 if self.quiet:
                     self.log(f"step {self.step} loss {last['loss']:.4f} ce {last['ce']:.4f} "
-                             f"kl {last['kl']:.3f}" + (f" aux {last['aux']:.3f}" if last["aux"] else "")
-                             + f" tok/s {rate:.0f}")
+                             f"kl {last['kl']:.3f} tok/s {rate:.0f}")
             out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
             if self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps:
                 if self.evaluate_and_save(start):
@@ -304,50 +267,11 @@ class Trainer:
         return self.bad_rounds >= self.cfg.train.patience
 
 
-def plot_losses(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tr = [r for r in history if r["split"] == "train"]
-    va = [r for r in history if r["split"] == "valid"]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot([r["step"] for r in tr], [r["ce"] for r in tr], lw=0.8, label="train cross-entropy")
-    ax.plot([r["step"] for r in va], [r["loss"] for r in va], "o-", label="validation loss (ELBO)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("nats per token")
-    ax2 = ax.twinx()
-    ax2.plot([r["step"] for r in tr], [r["kl"] for r in tr], color="tab:green", lw=0.6,
-             alpha=0.7, label="KL per bar")
-    ax2.plot([r["step"] for r in tr], [r["beta"] for r in tr], color="tab:red", lw=0.8,
-             ls="--", label="β")
-    ax2.set_ylabel("KL (nats per bar) · β")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
-    ax.set_title("mtvae training")
-    fig.tight_layout()
-    ck.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-
-
-# what a run folder may hold (besides temporary files): a folder with anything else is not
-# a run, and is never cleared
-RUN_FILES = {ck.CONFIG, ck.BEST, ck.LAST, ck.STATE, ck.JOURNAL, METRICS, "loss.png",
-             "summary.json", "tokenizer.json", ".lock"}
 RESUMABLE = ("max_steps", "patience", "val_every", "log_every", "prior_steps")  # may change on --resume
 
 
-def _is_fresh_leftover(run_dir: Path) -> bool:
-    """A folder that a killed start left before its first checkpoint: only run files, no state."""
-    names = {p.name for p in run_dir.iterdir()}
-    names = {n for n in names if not (n.startswith(".") and n.endswith((".tmp", ck.PENDING)))}
-    return names <= RUN_FILES and ck.STATE not in names and ck.BEST not in names
-
-
-def _check_resume(cfg: RunConfig, meta: dict, data_dir: Path, run_dir: Path, preset,
-                  model_overrides: dict, train_overrides: dict) -> None:
+def _check_resume(cfg: RunConfig, data: DataDir, run: RunDir, preset, model_overrides: dict,
+                  train_overrides: dict) -> None:
     """Everything --resume needs, checked before anything is written."""
     for k, v in train_overrides.items():
         if k not in RESUMABLE and getattr(cfg.train, k) != v:
@@ -360,14 +284,13 @@ def _check_resume(cfg: RunConfig, meta: dict, data_dir: Path, run_dir: Path, pre
         if getattr(cfg.model, k) != v:
             raise UserError(f"--{k.replace('use_', 'no-').replace('_', '-')}: a resumed run keeps "
                             "its saved model settings")
-    if meta["vocab_size"] != cfg.model.vocab_size or bool(meta["bpe"]) != bool(cfg.data.get("bpe")):
-        raise UserError(f"{data_dir} does not match this run (vocabulary {meta['vocab_size']}"
-                        f"{' BPE' if meta['bpe'] else ''} vs {cfg.model.vocab_size}"
-                        f"{' BPE' if cfg.data.get('bpe') else ''})")
-    if meta["genres"] != cfg.data.get("genres"):
-        raise UserError(f"{data_dir} has other genres than this run was trained on")
-    if ck.load_tokenizer(data_dir).vocab != ck.load_tokenizer(run_dir).vocab:
-        raise UserError(f"the tokenizer of {data_dir} differs from this run's tokenizer.json")
+    if data.vocab_size != cfg.model.vocab_size:
+        raise UserError(f"{data} does not match this run (vocabulary {data.vocab_size} vs "
+                        f"{cfg.model.vocab_size})")
+    if data.genres != cfg.data.get("genres"):
+        raise UserError(f"{data} has other genres than this run was trained on")
+    if data.tokenizer.vocab != run.tokenizer.vocab:
+        raise UserError(f"the tokenizer of {data} differs from this run's tokenizer.json")
 
 
 def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, device: str = "auto",
@@ -377,9 +300,9 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
 
     With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every`` may change;
     any other setting that differs from the saved run is an error (nothing is ignored)."""
-    meta = load_meta(data_dir)
-    data_dir, run_dir = Path(data_dir), Path(run_dir)
-    dev = resolve_device(device)
+    data = DataDir(data_dir)
+    run_dir = Path(run_dir)
+    dev = torch.device(V.device(device))
     V.number("max_minutes", max_minutes, 0.0, 10**7, lo_open=True, allow_none=True)
     unknown = set(train_overrides) - {f for f in TrainConfig.__dataclass_fields__}
     if unknown:
@@ -388,17 +311,18 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
     rank = int(os.environ.get("RANK", "0"))
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a folder")
-    if resume and not (run_dir / ck.CONFIG).is_file():
-        raise UserError(f"--resume: {run_dir} is not a run (no {ck.CONFIG})")
+    if resume and not (run_dir / R.CONFIG).is_file():
+        raise UserError(f"--resume: {run_dir} is not a run (no {R.CONFIG})")
     TrainConfig(preset=preset or "small", **train_overrides)  # every value checked up front
     created = not run_dir.exists()
     if rank == 0:
         V.out_dir(run_dir)
-    lock = ck.FolderLock(run_dir, "train") if rank == 0 else None
+    run = RunDir(run_dir)
+    lock = run.lock("train") if rank == 0 else None
     if lock:
         lock.__enter__()
     try:
-        return _train_locked(meta, data_dir, run_dir, preset, resume, dev, quiet, max_minutes,
+        return _train_locked(data, run, preset, resume, dev, quiet, max_minutes,
                              model_overrides, train_overrides, world, rank)
     except BaseException:
         if created and rank == 0 and {p.name for p in run_dir.iterdir()} <= {".lock"}:
@@ -409,17 +333,18 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
             lock.__exit__()
 
 
-def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev, quiet: bool,
+def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: bool,
                   max_minutes, model_overrides, train_overrides, world: int, rank: int) -> dict:
-    step = ck.recover(run_dir) if rank == 0 else None
-    has_state = (run_dir / ck.STATE).is_file()
+    if rank == 0:
+        run.recover()
     fresh = False
+    run_dir = run.path
     if resume:
-        cfg = ck.load_config(run_dir) if (run_dir / ck.CONFIG).is_file() else None
-        if cfg is None:
-            raise UserError(f"--resume: {run_dir} is not a run (no {ck.CONFIG})")
-        _check_resume(cfg, meta, data_dir, run_dir, preset, model_overrides, train_overrides)
-        state = ck.load_state(run_dir / ck.STATE) if has_state else None
+        if not run.is_run:
+            raise UserError(f"--resume: {run_dir} is not a run (no {R.CONFIG})")
+        cfg = run.config
+        _check_resume(cfg, data, run, preset, model_overrides, train_overrides)
+        state = run.load_state()
         for k in RESUMABLE:
             if k in train_overrides:
                 setattr(cfg.train, k, train_overrides[k])
@@ -429,57 +354,54 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
                   "starting it from step 0", file=sys.stderr)
     else:
         # rank 0 decides (the other ranks see the files it is writing)
-        if rank == 0 and any(run_dir.iterdir()) and not _is_fresh_leftover(run_dir):
+        if rank == 0 and any(run_dir.iterdir()) and not run.is_fresh_leftover():
             raise UserError(f"{run_dir} already exists: pass --resume to continue it, "
                             "or choose another --out")
         fresh = True
         state = None
         overrides = dict(model_overrides or {})
         preset = preset or "small"
-        mcfg = model_config(preset, vocab_size=meta["vocab_size"], n_genres=len(meta["genres"]),
+        meta = data.meta
+        mcfg = model_config(preset, vocab_size=data.vocab_size, n_genres=len(data.genres),
                             pad_id=meta["pad_id"], n_attr_classes=meta["attribute_classes"],
                             **overrides)
         tcfg = TrainConfig(preset=preset, **train_overrides)
-        if "infill" not in train_overrides and tcfg.infill > 0 and (
-                meta["bpe"] or FILL not in load_tokenizer(data_dir).vocab):
+        if "infill" not in train_overrides and tcfg.infill > 0 and FILL not in data.tokenizer.vocab:
             tcfg.infill = 0.0
             if rank == 0:
-                print(f"note: {data_dir} has no {FILL} token (prepared by an older mtvae or "
-                      "with --bpe-vocab): training without infilling; run 'mtvae prepare' "
-                      "again for a model that can infill", file=sys.stderr)
-        attrs = json.loads((data_dir / "attributes.json").read_text())
+                print(f"note: {data} has no {FILL} token (prepared by an older mtvae): training "
+                      "without infilling; run 'mtvae prepare' again for a model that can "
+                      "infill", file=sys.stderr)
         cfg = RunConfig(model=mcfg, train=tcfg, data={
-            "data_dir": str(data_dir.resolve()), "genres": meta["genres"],
-            "bpe": meta["bpe"], "attribute_edges": attrs["edges"], "vocab_size": meta["vocab_size"],
+            "data_dir": str(data.path.resolve()), "genres": data.genres,
+            "attribute_edges": data.attribute_edges, "vocab_size": data.vocab_size,
             # how songs were re-barred (generation reads its inputs the same way) and the
             # train split's meters (a sample keeps the most common one unless asked)
             "meter": meta.get("meter", "keep"), "meters": meta.get("meters", {}),
         })
-    del step
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend)
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(dev)
-    trainer = Trainer(data_dir, run_dir, cfg, dev, quiet)  # reads the data: may refuse it
+    trainer = Trainer(data, run, cfg, dev, quiet)  # reads the data: may refuse it
     if state is not None:
         try:
             trainer.load(state)
         except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{run_dir / ck.STATE} does not fit this run's {ck.CONFIG} "
+            raise UserError(f"{run_dir / R.STATE} does not fit this run's {R.CONFIG} "
                             f"({type(e).__name__}): delete the run folder to start over") from None
     if rank == 0:  # every check passed: now write
         if fresh:
-            for name in (METRICS, "loss.png", "summary.json", ck.JOURNAL):
+            for name in (R.METRICS, R.LOSS_PLOT, R.SUMMARY, ck.JOURNAL):
                 (run_dir / name).unlink(missing_ok=True)
-            tok = (data_dir / "tokenizer.json").read_bytes()
-            ck.atomic_write(run_dir / "tokenizer.json", lambda tmp: Path(tmp).write_bytes(tok))
-        ck.save_config(cfg, run_dir)
+            run.copy_tokenizer(data.path)
+        run.save_config(cfg)
     if state is not None:
         trainer.rewrite_metrics()
     elif resume and rank == 0:
-        (run_dir / METRICS).unlink(missing_ok=True)
+        (run_dir / R.METRICS).unlink(missing_ok=True)
     trainer.log(f"mtvae {cfg.train.preset}: {trainer.model.num_parameters() / 1e6:.2f}M parameters, "
                 f"{len(trainer.train_store)} train songs, device {dev}, world {world}, "
                 f"step {trainer.step}/{cfg.train.max_steps}")
@@ -495,200 +417,13 @@ def _train_locked(meta, data_dir: Path, run_dir: Path, preset, resume: bool, dev
         dist.destroy_process_group()
     if rank == 0:
         summary["config"] = asdict(cfg.train)
-        ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-        if cfg.train.prior_steps > 0 and cfg.model.use_vae and (run_dir / ck.BEST).is_file():
+        run.write_json(R.SUMMARY, summary)
+        if cfg.train.prior_steps > 0 and cfg.model.use_vae and run.has(R.BEST):
+            from .learnt_prior import fit_prior, prior_config
+
             pc = prior_config(cfg, steps=cfg.train.prior_steps, seed=cfg.train.seed)
             trainer.log(f"fitting the learnt prior ({pc.steps} steps; 'mtvae prior' redoes it)")
-            p = _fit_prior(run_dir, data_dir, cfg, pc, dev, quiet)
+            p = fit_prior(run, data, pc, dev, quiet)
             summary["prior"] = {k: p[k] for k in ("valid_nll_per_bar", "valid_nll_standard_normal")}
-            ck.write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    return summary
-
-
-# ----------------------------------------------------------------------------- the learnt prior
-
-
-@torch.no_grad()
-def encode_store(model: MTVAE, store, songs, device, progress=None, max_bars: int | None = None,
-                 seed: int = 0) -> list[dict]:
-    """Posterior (mu, logvar) of the bars of ``songs`` (indices into ``store``), with the
-    bars' classes and the song's genre: every bar, or a run of ``max_bars`` consecutive bars
-    starting at a seeded random bar (encoding is the slow part; many songs beat long ones)."""
-    import numpy as np
-
-    from .data.windows import pack_bars
-
-    L, per_row, out = model.cfg.max_bar_len, 16, []
-    rng = np.random.default_rng(seed)
-    for s in songs:
-        ids, starts = np.asarray(store.ids(s)), np.asarray(store.bars(s))
-        if len(starts) < 2:
-            continue
-        ends = np.r_[starts[1:], len(ids)]
-        first = 0
-        if max_bars is not None and len(starts) > max_bars:
-            first = int(rng.integers(0, len(starts) - max_bars + 1))
-        last = len(starts) if max_bars is None else min(first + max_bars, len(starts))
-        bar_ids = [ids[a:b][:L] for a, b in zip(starts[first:last], ends[first:last])]
-        rows = [bar_ids[i:i + per_row] for i in range(0, len(bar_ids), per_row)]
-        tokens, bar = pack_bars(rows, model.cfg.pad_id)
-        mu, logvar = model.encode(tokens.to(device), bar.to(device), per_row)
-        r, p = store.attributes(s)
-        n = len(bar_ids)
-        out.append({"mu": mu.flatten(0, 1)[:n].cpu(), "logvar": logvar.flatten(0, 1)[:n].cpu(),
-                    "rhythm": torch.from_numpy(np.asarray(r[first:last], dtype=np.int64)),
-                    "polyphony": torch.from_numpy(np.asarray(p[first:last], dtype=np.int64)),
-                    "genre": int(store.genre[s])})
-        if progress:
-            progress(1)
-    return out
-
-
-def _prior_batch(songs: list[dict], n: int, chunk: int, gen: torch.Generator, sample=True):
-    """``n`` runs of at most ``chunk`` consecutive bars; z drawn from each bar's posterior
-    (``sample``) or its mean. Returns z [n, T, D], rhythm, polyphony [n, T], genre [n], mask."""
-    picks = torch.randint(len(songs), (n,), generator=gen).tolist()
-    T = min(chunk, max(len(songs[i]["mu"]) for i in picks))
-    D = songs[0]["mu"].shape[1]
-    z, r, p = torch.zeros(n, T, D), torch.zeros(n, T, dtype=torch.long), torch.zeros(n, T, dtype=torch.long)
-    g, mask = torch.zeros(n, dtype=torch.long), torch.zeros(n, T)
-    for j, i in enumerate(picks):
-        s = songs[i]
-        N = len(s["mu"])
-        a = int(torch.randint(max(N - T, 0) + 1, (1,), generator=gen)) if N > T else 0
-        k = min(T, N - a)
-        mu, lv = s["mu"][a:a + k], s["logvar"][a:a + k]
-        z[j, :k] = mu + (0.5 * lv).exp() * torch.randn(mu.shape, generator=gen) if sample else mu
-        r[j, :k], p[j, :k], g[j], mask[j, :k] = s["rhythm"][a:a + k], s["polyphony"][a:a + k], s["genre"], 1
-    return z, r, p, g, mask
-
-
-def new_prior(pc, songs: list[dict]):
-    """A ``LatentPrior`` (seeded by ``pc.seed``) whose standardisation is the training
-    latents' mean and spread (their means' variance plus the posteriors' mean variance)."""
-    from .model.prior import LatentPrior
-
-    torch.manual_seed(pc.seed)
-    prior = LatentPrior(pc)
-    allz = torch.cat([s["mu"] for s in songs])
-    spread = (allz.var(0) + torch.cat([s["logvar"] for s in songs]).exp().mean(0)).sqrt()
-    prior.z_mean.copy_(allz.mean(0))
-    prior.z_std.copy_(spread.clamp(min=1e-3))
-    return prior
-
-
-def prior_step(prior, opt, songs: list[dict], pc, gen: torch.Generator) -> torch.Tensor:
-    """One training step of the prior on a batch of posterior samples; returns its loss
-    (mean -log p(z) per bar)."""
-    prior.train()
-    z, r, p, g, mask = _prior_batch(songs, pc.batch_size, pc.chunk_bars, gen)
-    loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-    opt.step()
-    return loss
-
-
-def _prior_nll(prior, songs: list[dict], seed: int) -> tuple[float, float]:
-    """Mean -log p(z) per bar of posterior samples of every bar of ``songs``: under the
-    learnt prior and under N(0, I) (nats)."""
-    gen = torch.Generator().manual_seed(seed)
-    total = normal = bars = 0.0
-    prior.eval()
-    with torch.no_grad():
-        for s in songs:
-            z = s["mu"] + (0.5 * s["logvar"]).exp() * torch.randn(s["mu"].shape, generator=gen)
-            nll = prior.nll(z[None], s["rhythm"][None], s["polyphony"][None],
-                            torch.tensor([s["genre"]]))
-            total += float(nll.sum())
-            normal += float(0.5 * (z.pow(2) + math.log(2 * math.pi)).sum())
-            bars += len(z)
-    return total / max(bars, 1), normal / max(bars, 1)
-
-
-def prior_config(cfg: RunConfig, **overrides):
-    """The learnt prior's config for a run: its latent size, classes and genres, and a GRU of
-    4 units per latent dimension (at least 64: 256 for `small`, 64 for `tiny`)."""
-    from .config import PriorConfig
-
-    return PriorConfig(**{"d_latent": cfg.model.d_latent, "n_attr_classes": cfg.model.n_attr_classes,
-                          "n_genres": cfg.model.n_genres,
-                          "d_hidden": max(64, 4 * cfg.model.d_latent)} | overrides)
-
-
-def train_prior(run_dir, data_dir, steps: int | None = None, max_songs: int | None = None,
-                device: str = "cpu", quiet: bool = False, seed: int = 0) -> dict:
-    """Fit ``LatentPrior`` to the latents the run's encoder writes for the training songs of
-    DATA_DIR (the DATA_DIR it was trained on) and save it as RUN_DIR/prior.safetensors, with
-    its config, the weights' hash and the validation figures in the file's metadata."""
-    run_dir, data_dir = Path(run_dir), Path(data_dir)
-    load_meta(data_dir)
-    if not (run_dir / ck.CONFIG).is_file() or not (run_dir / ck.BEST).is_file():
-        raise UserError(f"{run_dir} has no trained weights: train it first with 'mtvae train'")
-    cfg = ck.load_config(run_dir)
-    if not cfg.model.use_vae:
-        raise UserError(f"{run_dir} was trained with --no-vae: it has no latents to fit a prior to")
-    if len(load_tokenizer(data_dir).vocab) != cfg.model.vocab_size:
-        raise UserError(f"{data_dir} has another vocabulary than {run_dir}: use the DATA_DIR "
-                        "the run was trained on")
-    pc = prior_config(cfg, **{k: v for k, v in
-                              (("steps", steps), ("max_songs", max_songs), ("seed", seed)) if v is not None})
-    dev = resolve_device(device)
-    with ck.FolderLock(run_dir, "prior"):
-        return _fit_prior(run_dir, data_dir, cfg, pc, dev, quiet)
-
-
-def _fit_prior(run_dir: Path, data_dir: Path, cfg: RunConfig, pc, dev, quiet: bool) -> dict:
-    """``train_prior`` once the arguments are checked and the run is locked."""
-    import numpy as np
-    from tqdm.auto import tqdm
-
-    model = MTVAE(cfg.model)
-    ck.load_weights(model, run_dir / ck.BEST)
-    model.to(dev).eval()
-    train_store, valid_store = load_split(data_dir, "train"), load_split(data_dir, "valid")
-    order = np.random.default_rng(pc.seed).permutation(len(train_store))[:pc.max_songs]
-    n_valid = min(len(valid_store), 50)
-    bar = tqdm(total=len(order) + n_valid, desc="encode", unit="song", disable=quiet, leave=False)
-    songs = encode_store(model, train_store, order.tolist(), dev, bar.update, pc.bars_per_song,
-                         pc.seed)
-    valid = encode_store(model, valid_store, range(n_valid), dev, bar.update, pc.bars_per_song,
-                         pc.seed + 1)
-    bar.close()
-    if not songs:
-        raise UserError(f"{data_dir}: no training song has two bars or more")
-    del model
-    prior = new_prior(pc, songs)
-    opt = torch.optim.AdamW(prior.parameters(), lr=pc.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / pc.steps))))
-    gen = torch.Generator().manual_seed(pc.seed)
-    best, best_state, history, stale = float("inf"), None, [], 0
-    every = min(50, max(pc.steps // 6, 1))  # validate often: it overfits within minutes
-    bar = tqdm(total=pc.steps, desc="prior", unit="step", disable=quiet, leave=False)
-    for step in range(1, pc.steps + 1):
-        loss = prior_step(prior, opt, songs, pc, gen)
-        sched.step()
-        bar.update(1)
-        if step % every == 0 or step == pc.steps:
-            v, normal = _prior_nll(prior, valid or songs[:50], pc.seed)
-            history.append({"step": step, "train_nll": round(loss.item(), 3), "valid_nll": round(v, 3)})
-            bar.set_postfix(valid=f"{v:.1f}")
-            if v < best:
-                best, stale = v, 0
-                best_state = {k: t.detach().clone() for k, t in prior.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= 10:  # ten validations without a better one: it only overfits now
-                    break
-    bar.close()
-    prior.load_state_dict(best_state)
-    summary = {"valid_nll_per_bar": round(best, 3),
-               "valid_nll_standard_normal": round(normal, 3),
-               "train_songs": len(songs), "train_bars": sum(len(s["mu"]) for s in songs),
-               "valid_songs": len(valid), "history": history,
-               "weights_hash": ck.file_hash(run_dir / ck.BEST)}
-    ck.save_weights(prior, run_dir / ck.PRIOR, {"prior_config": pc.to_json(),
-                                                "summary": json.dumps(summary)})
+            run.write_json(R.SUMMARY, summary)
     return summary

@@ -1,43 +1,96 @@
 """Dataset: read a prepared DATA_DIR (memory-mapped flat arrays, no pickle).
 
-``load_meta`` refuses a folder that is not a complete DATA_DIR of this format version;
-``SongStore`` gives each song's ids, bar starts and bar attributes as numpy views.
+``DataDir`` opens the folder once (refusing one that is not a complete DATA_DIR of this
+format version); ``SongStore`` gives each song's ids, bar starts and bar attributes as numpy
+views.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 from .pipeline import FORMAT_VERSION, SPLITS
+from .tokens import load_tokenizer
 
 
-def load_meta(data_dir: str | Path) -> dict:
-    d = Path(data_dir)
-    if not d.is_dir():
-        raise UserError(f"DATA_DIR not found: {d}")
-    meta_path = d / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(
-            f"{d} is not a prepared DATA_DIR (no meta.json: run 'mtvae prepare ... --out {d}')"
-        )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(
-            f"{d} was made by an incompatible mtvae (format {meta.get('format_version')}, "
-            f"this version reads {FORMAT_VERSION}): run 'mtvae prepare' again"
-        )
-    return meta
+class DataDir:
+    """A prepared DATA_DIR, opened once: ``meta.json`` is checked when it is opened (a
+    folder that is not a complete DATA_DIR of this format is refused in one line); the
+    tokenizer, the attribute edges, each split and the manifest are read on first use and
+    kept."""
 
+    def __init__(self, path: str | Path):
+        d = Path(path)
+        if not d.is_dir():
+            raise UserError(f"DATA_DIR not found: {d}")
+        meta_path = d / "meta.json"
+        if not meta_path.is_file():
+            raise UserError(
+                f"{d} is not a prepared DATA_DIR (no meta.json: run 'mtvae prepare ... --out {d}')"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{meta_path} is damaged ({e}): run 'mtvae prepare' again") from None
+        if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+            raise UserError(
+                f"{d} was made by an incompatible mtvae (format "
+                f"{meta.get('format_version') if isinstance(meta, dict) else '?'}, "
+                f"this version reads {FORMAT_VERSION}): run 'mtvae prepare' again"
+            )
+        if meta.get("bpe"):
+            raise UserError(f"{d} was prepared with --bpe-vocab, which this mtvae no longer "
+                            "reads (generation needs base tokens): run 'mtvae prepare' again")
+        self.path, self.meta = d, meta
+        self._splits: dict[str, SongStore] = {}
 
-def load_tokenizer(data_dir: str | Path):
-    from miditok import REMI
+    def __str__(self) -> str:
+        return str(self.path)
 
-    return REMI(params=Path(data_dir) / "tokenizer.json")
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def genres(self) -> list[str]:
+        return list(self.meta["genres"])
+
+    @cached_property
+    def tokenizer(self):
+        return load_tokenizer(self.path)
+
+    @cached_property
+    def attribute_edges(self) -> dict:
+        return json.loads((self.path / "attributes.json").read_text())["edges"]
+
+    def split(self, name: str = "train") -> SongStore:
+        """All songs of one split (memory-mapped arrays, no pickle)."""
+        if name not in SPLITS:
+            raise UserError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")
+        if name not in self._splits:
+            folder = self.path / name
+            self._splits[name] = SongStore(**{
+                f: np.load(folder / f"{f}.npy", mmap_mode="r", allow_pickle=False)
+                for f in SongStore.__dataclass_fields__})
+        return self._splits[name]
+
+    def files(self, split: str) -> list[Path]:
+        """The split's source MIDI files (absolute paths in manifest.csv)."""
+        import csv
+
+        with open(self.path / "manifest.csv") as f:
+            files = [Path(r["file"]) for r in csv.DictReader(f) if r["split"] == split]
+        for p in files:
+            if not p.is_file():
+                raise UserError(f"{self.path}/manifest.csv names {p}, which is gone (or "
+                                "relative to another folder): run 'mtvae prepare' again")
+        return files
 
 
 @dataclass
@@ -68,16 +121,3 @@ class SongStore:
     @property
     def num_tokens(self) -> int:
         return int(self.token_offsets[-1])
-
-
-def load_split(data_dir: str | Path, split: str = "train", mmap: bool = True) -> SongStore:
-    if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    load_meta(data_dir)
-    folder = Path(data_dir) / split
-    mode = "r" if mmap else None
-    arrays = {
-        name: np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
-        for name in SongStore.__dataclass_fields__
-    }
-    return SongStore(**arrays)

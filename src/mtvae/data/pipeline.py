@@ -8,7 +8,7 @@ Two parallel passes over the songs:
    and tokenizer settings, so a re-run only processes new or changed files.
 
 The outputs are staged and moved into DATA_DIR at the end with ``meta.json`` written last; a
-run that dies midway leaves no ``meta.json``, and ``load_meta`` refuses such a folder.
+run that dies midway leaves no ``meta.json``, and ``DataDir`` refuses such a folder.
 """
 
 from __future__ import annotations
@@ -184,7 +184,6 @@ def prepare(
     seed: int = 0,
     max_files: int | None = None,
     workers: int | None = None,
-    bpe_vocab: int | None = None,
     progress: bool = True,
     max_bars: int = DEFAULT_LIMITS.max_bars,
     meter: str = DEFAULT_LIMITS.meter,
@@ -209,11 +208,7 @@ def prepare(
     V.integer("max_files", max_files, 1, 10**9, allow_none=True)
     V.integer("seed", seed, 0, 2**63 - 1)
     V.integer("workers", workers, 1, 1024, allow_none=True)
-    V.integer("bpe_vocab", bpe_vocab, 1, 2**16, allow_none=True)
     limits = Limits(max_bars=V.integer("max_bars", max_bars, 1, 100_000), meter=meter)
-    if bpe_vocab is not None and bpe_vocab <= len(T.make_tokenizer().vocab):
-        raise UserError(f"--bpe-vocab {bpe_vocab}: must exceed the base vocabulary "
-                        f"({len(T.make_tokenizer().vocab)} tokens)")
     workers = workers or os.cpu_count() or 1
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -236,7 +231,7 @@ def prepare(
         with FolderLock(out, "prepare"):
             _clean_stale(out)
             report = _prepare_locked(items, sources, out, genres, programs, per_genre, seed,
-                                     max_files, workers, bpe_vocab, progress, limits)
+                                     max_files, workers, progress, limits)
     except BaseException:
         if created:  # a new DATA_DIR that did not come about: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
@@ -255,7 +250,7 @@ def _clean_stale(out: Path) -> None:
 
 
 def _prepare_locked(items, sources, out: Path, genres, programs, per_genre, seed, max_files,
-                    workers, bpe_vocab, progress, limits: Limits) -> dict:
+                    workers, progress, limits: Limits) -> dict:
     report: dict = {"sources": sources, "found": len(items)}
 
     # genre filter: needs only the listing
@@ -340,14 +335,14 @@ def _prepare_locked(items, sources, out: Path, genres, programs, per_genre, seed
                if skipped else " after filtering")
         )
 
-    _write_data_dir(out, songs, report, bpe_vocab, progress, limits)
+    _write_data_dir(out, songs, report, progress, limits)
     return report
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None, progress: bool,
+def _write_data_dir(out: Path, songs: list, report: dict, progress: bool,
                     limits: Limits = DEFAULT_LIMITS) -> None:
     tokenizer = T.make_tokenizer()
     tables = T.Vocab(tokenizer)
@@ -366,12 +361,6 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
         "polyphony": T.attribute_edges(np.concatenate([e["polyphony"] for *_, e in train])),
     }
 
-    if bpe_vocab:  # checked before any work: see prepare()
-        base = len(tokenizer.vocab)
-        if bpe_vocab <= base:
-            raise UserError(f"--bpe-vocab must exceed the base vocabulary ({base} tokens)")
-        T.train_bpe(tokenizer, [(e["ids"], e["bar_starts"]) for *_, e in train], bpe_vocab)
-
     genres = [UNKNOWN_GENRE] + sorted({i.genre for i, *_ in songs if i.genre} - {UNKNOWN_GENRE})
     genre_index = {g: k for k, g in enumerate(genres)}
 
@@ -385,8 +374,6 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
             ids_list, starts_list, rhythm, poly, genre_ids = [], [], [], [], []
             for item, res, enc in by_split[s]:
                 ids, starts = enc["ids"], enc["bar_starts"]
-                if bpe_vocab:
-                    ids, starts = T.apply_bpe(tokenizer, ids, starts)
                 ids_list.append(np.asarray(ids, dtype=np.int32))
                 starts_list.append(np.asarray(starts, dtype=np.int32))
                 rhythm.append(T.attribute_classes(enc["rhythm"], edges["rhythm"]))
@@ -415,9 +402,7 @@ def _write_data_dir(out: Path, songs: list, report: dict, bpe_vocab: int | None,
         (stage / "report.json").write_text(json.dumps(report, indent=2))
         meta = {
             "format_version": FORMAT_VERSION,
-            "vocab_size": len(tokenizer),
-            "base_vocab_size": len(tokenizer.vocab),
-            "bpe": bool(bpe_vocab),
+            "vocab_size": len(tokenizer.vocab),
             "genres": genres,
             "attribute_classes": T.NUM_CLASSES,
             "pad_id": int(tokenizer.pad_token_id),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import symusic
-from miditok import REMI, TokenizerConfig, TokSequence
+from miditok import REMI, TokenizerConfig
 
 NUM_CLASSES = 8
 POS_PER_BEAT = 8
@@ -49,8 +49,25 @@ FILL = "FILL_None"  # the marker token between the bars around a gap and the gap
 
 
 def make_tokenizer() -> REMI:
-    """The project's REMI+ tokenizer (untrained: base vocabulary only)."""
+    """The project's REMI+ tokenizer."""
     return REMI(TokenizerConfig(**TOKENIZER_PARAMS))
+
+
+def load_tokenizer(folder):
+    """The tokenizer saved in a RUN_DIR or DATA_DIR (``tokenizer.json``); a missing or
+    damaged file is one line."""
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise UserError(f"{path} is missing")
+    try:
+        return REMI(params=path)
+    except Exception as e:  # noqa: BLE001 - miditok raises several kinds
+        raise UserError(f"{path} is damaged ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:120]})") from None
 
 
 @dataclass
@@ -198,7 +215,7 @@ def meter_counts(songs, tables: Vocab) -> dict[str, int]:
 
 
 def encode_score(score: symusic.Score, tokenizer: REMI, tables: Vocab) -> EncodedSong:
-    """Encode a score with the base vocabulary (no BPE) and compute its bar data."""
+    """Encode a score and compute its bar data."""
     seq = tokenizer.encode(score)
     if isinstance(seq, list):  # never with one_token_stream, but be explicit
         raise TypeError("tokenizer must use one token stream for all programs")
@@ -232,40 +249,3 @@ def attribute_edges(values: np.ndarray) -> list[float]:
 def attribute_classes(values: np.ndarray, edges: list[float]) -> np.ndarray:
     """Class 0..7 of each value given the saved quantile edges."""
     return np.searchsorted(np.asarray(edges), values, side="right").astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------- BPE
-
-
-def bar_chunks(ids: np.ndarray, bar_starts: np.ndarray) -> list[np.ndarray]:
-    """Split a song's ids into bars (a prefix before the first bar stays with bar 0)."""
-    cuts = list(bar_starts[1:]) if len(bar_starts) else []
-    return np.split(ids, cuts)
-
-
-def train_bpe(tokenizer: REMI, songs: list[tuple[np.ndarray, np.ndarray]], vocab_size: int) -> None:
-    """Train miditok BPE on (ids, bar_starts) songs; merges never cross a bar line."""
-
-    class _Bars:  # miditok wants a sized iterable of per-song lists of per-bar byte strings
-        def __len__(self):
-            return len(songs)
-
-        def __iter__(self):
-            for ids, starts in songs:
-                yield [
-                    tokenizer._ids_to_bytes(c.tolist(), as_one_str=True)
-                    for c in bar_chunks(ids, starts)
-                ]
-
-    tokenizer.train(vocab_size=vocab_size, model="BPE", iterator=_Bars())
-
-
-def apply_bpe(tokenizer: REMI, ids: np.ndarray, bar_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """BPE-encode a song bar by bar; return new ids and new bar starts."""
-    chunks = bar_chunks(ids, bar_starts)
-    seqs = [TokSequence(ids=c.tolist()) for c in chunks]
-    tokenizer.encode_token_ids(seqs)
-    lengths = [len(s.ids) for s in seqs]
-    new_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int32)
-    new_ids = np.asarray([i for s in seqs for i in s.ids], dtype=np.int32)
-    return new_ids, new_starts

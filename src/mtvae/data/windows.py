@@ -23,9 +23,8 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from .dataset import SongStore
-from .tokens import PITCH, POSITION, TEMPO, TIMESIG, Vocab
+from .tokens import PITCH, TEMPO, Vocab
 
-ONSET_STEPS = 16  # onset pattern of a bar: 16 equal steps (16th notes in 4/4)
 MAX_GAP = 8  # the longest gap (bars) of an infilling example
 
 
@@ -40,8 +39,6 @@ class Batch:
     rhythm: torch.Tensor  # [B, NB] classes
     polyphony: torch.Tensor  # [B, NB]
     genre: torch.Tensor  # [B]
-    bar_pc: torch.Tensor  # [B, NB, 12] pitch classes played in each bar (0/1)
-    bar_onsets: torch.Tensor  # [B, NB, ONSET_STEPS] steps of the bar holding an onset (0/1)
 
     def to(self, device) -> Batch:
         return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -88,28 +85,6 @@ class Augmenter:
         return ids
 
 
-class BarContent:
-    """What a bar plays, from its tokens: pitch classes (12) and onset steps (16).
-
-    The targets of the bag-of-notes loss: the latent alone must tell them."""
-
-    def __init__(self, vocab: Vocab):
-        self.kind, self.value = vocab.kind, vocab.value
-
-    def __call__(self, bar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pc = np.zeros(12, dtype=np.float32)
-        on = np.zeros(ONSET_STEPS, dtype=np.float32)
-        bar = np.asarray(bar, dtype=np.int64)
-        k, v = self.kind[bar], self.value[bar]
-        ts = v[k == TIMESIG]
-        bar_len = int(ts[0]) if len(ts) and ts[0] > 0 else 32
-        pitches = v[k == PITCH]
-        pc[pitches % 12] = 1.0
-        pos = v[k == POSITION]
-        on[np.clip(pos * ONSET_STEPS // bar_len, 0, ONSET_STEPS - 1)] = 1.0
-        return pc, on
-
-
 def arrange_infill(window: np.ndarray, rel_bars: np.ndarray, bar_ends: np.ndarray, fill_id: int,
                    rng: np.random.Generator, max_gap: int = MAX_GAP):
     """Rearrange a window for infilling: (tokens, bar of each token), or None when the
@@ -139,7 +114,7 @@ def arrange_infill(window: np.ndarray, rel_bars: np.ndarray, bar_ends: np.ndarra
 
 def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len: int,
                  augment: Augmenter | None = None, rng: np.random.Generator | None = None,
-                 content: BarContent | None = None, infill: float = 0.0, fill_id: int = -1):
+                 infill: float = 0.0, fill_id: int = -1):
     """One window of ``length`` input tokens from ``song`` starting at bar ``bar``; with
     probability ``infill`` arranged for infilling (``arrange_infill``)."""
     ids = np.asarray(store.ids(song))
@@ -164,10 +139,7 @@ def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len
         if arranged is not None:
             window, bar_of = arranged
             bar_idx = bar_of[:len(window) - 1]
-    whole = [chunk[a:b] for a, b in zip(rel_bars, list(rel_bars[1:]) + [len(chunk)])]
-    targets = [content(b) for b in whole] if content is not None else []
     return {
-        "targets": targets,
         "window": window, "bar_idx": bar_idx, "bar_tokens": bar_tokens,
         "rhythm": np.asarray(rhythm[bar:last_bar + 1]),
         "polyphony": np.asarray(poly[bar:last_bar + 1]),
@@ -216,14 +188,9 @@ def collate(examples: list[dict], length: int, pad_id: int) -> Batch:
         rhythm[i, :k] = e["rhythm"]
         poly[i, :k] = e["polyphony"]
     genre = np.asarray([e["genre"] for e in examples], dtype=np.int64)
-    bar_pc = np.zeros((B, NB, 12), dtype=np.float32)
-    bar_on = np.zeros((B, NB, ONSET_STEPS), dtype=np.float32)
-    for i, e in enumerate(examples):
-        for j, (pc, on) in enumerate(e.get("targets", [])):
-            bar_pc[i, j], bar_on[i, j] = pc, on
     t = torch.from_numpy
     return Batch(t(inputs), t(targets), t(bar_idx), enc_tokens, enc_bar, t(bar_mask), t(rhythm),
-                 t(poly), t(genre), t(bar_pc), t(bar_on))
+                 t(poly), t(genre))
 
 
 class TrainWindows:
@@ -231,10 +198,9 @@ class TrainWindows:
 
     def __init__(self, store: SongStore, length: int, batch_size: int, max_bar_len: int,
                  pad_id: int, seed: int = 0, rank: int = 0, world: int = 1,
-                 augment: Augmenter | None = None, content: BarContent | None = None,
-                 infill: float = 0.0, fill_id: int = -1):
+                 augment: Augmenter | None = None, infill: float = 0.0, fill_id: int = -1):
         self.store, self.length, self.batch_size = store, length, batch_size
-        self.content, self.infill, self.fill_id = content, infill, fill_id
+        self.infill, self.fill_id = infill, fill_id
         self.max_bar_len, self.pad_id, self.seed, self.augment = max_bar_len, pad_id, seed, augment
         self.rank = rank
         self.sampler = DistributedSampler(range(len(store)), num_replicas=world, rank=rank,
@@ -260,8 +226,7 @@ class TrainWindows:
             last = max(int(np.searchsorted(bars, n - self.length - 1, side="right")) - 1, 0)
             bar = int(rng.integers(0, last + 1))
             examples.append(make_example(self.store, song, bar, self.length, self.max_bar_len,
-                                         self.augment, rng, self.content, self.infill,
-                                         self.fill_id))
+                                         self.augment, rng, self.infill, self.fill_id))
         return collate(examples, self.length, self.pad_id)
 
 

@@ -70,34 +70,7 @@ class DecodeState:
     pos: int  # tokens in the current segment
     cond: torch.Tensor | None = None  # the last step's condition and its per-layer projections
     cond_proj: list | None = None
-    slot_kv: list | None = None  # per layer, the latent slots' keys and values (SlotReader)
     fast: FastWeights | None = None
-
-
-class SlotReader(nn.Module):
-    """Cross-attention from each token to its bar's latent slots (z [..., K * d_slot] read as
-    K vectors, each with a learnt slot embedding); its output starts at zero."""
-
-    def __init__(self, d_model: int, n_heads: int, slots: int, d_slot: int):
-        super().__init__()
-        self.h, self.dh, self.k, self.ds = n_heads, d_model // n_heads, slots, d_slot
-        self.ln = nn.LayerNorm(d_model)
-        self.q = nn.Linear(d_model, d_model)
-        self.kv = nn.Linear(d_slot, 2 * d_model)
-        self.slot_emb = nn.Parameter(torch.randn(slots, d_model) * 0.02)
-        self.out = nn.Linear(d_model, d_model)
-
-    def keys_values(self, z: torch.Tensor):
-        """z [..., K * d_slot] -> keys, values [..., K, H, dh]."""
-        k, v = self.kv(z.unflatten(-1, (self.k, self.ds))).chunk(2, dim=-1)
-        return (k + self.slot_emb).unflatten(-1, (self.h, self.dh)), v.unflatten(-1, (self.h, self.dh))
-
-    def forward(self, x: torch.Tensor, kv) -> torch.Tensor:
-        """x [B, S, D], kv: keys, values [B, S, K, H, dh] (each token's bar) -> [B, S, D]."""
-        k, v = kv
-        q = self.q(self.ln(x)).unflatten(-1, (self.h, self.dh))
-        w = (torch.einsum("bshd,bskhd->bshk", q, k) / self.dh ** 0.5).softmax(-1)
-        return self.out(torch.einsum("bshk,bskhd->bshd", w, v).flatten(-2))
 
 
 class Decoder(nn.Module):
@@ -109,9 +82,6 @@ class Decoder(nn.Module):
             Block(d, cfg.n_heads, cfg.d_ff, cfg.dropout) for _ in range(cfg.dec_layers)
         )
         self.cond = nn.ModuleList(nn.Linear(d_cond, d) for _ in range(cfg.dec_layers))
-        K = cfg.latent_slots if cfg.use_vae else 0
-        self.slots = (nn.ModuleList(SlotReader(d, cfg.n_heads, K, cfg.d_latent // K)
-                                    for _ in range(cfg.dec_layers)) if K else None)
         self.mem_len = cfg.effective_mem_len
         self.cmem_len = cfg.effective_cmem_len
         self.ratio = cfg.cmem_ratio
@@ -146,10 +116,8 @@ class Decoder(nn.Module):
         blk = self.blocks[layer]
         return blk.attn.project_kv(blk.ln1(states), ppos)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, memory: Memory, push: bool = True,
-                attn_mask: torch.Tensor | None = None):
-        """One segment. x [B, S, D] embeddings, cond [B, S, d_cond]; ``attn_mask`` [B, 1, S,
-        P + S] (True: allowed) narrows the causal attention over [prefix; segment].
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, memory: Memory, push: bool = True):
+        """One segment. x [B, S, D] embeddings, cond [B, S, d_cond].
 
         Returns (hidden [B, S, D], memory after this segment, reconstruction loss).
         """
@@ -158,11 +126,8 @@ class Decoder(nn.Module):
         inputs = []
         for i, blk in enumerate(self.blocks):
             x = x + self.cond[i](cond)
-            if self.slots is not None:
-                z = cond[..., :self.cfg.d_latent]
-                x = x + self.slots[i](x, self.slots[i].keys_values(z))
             inputs.append(x)
-            x, _ = blk(x, pos, self.layer_prefix(i, memory, ppos), attn_mask=attn_mask)
+            x, _ = blk(x, pos, self.layer_prefix(i, memory, ppos))
         recon = x.new_zeros(())
         if push:
             memory, recon = self.push(memory, inputs)
@@ -208,22 +173,17 @@ class Decoder(nn.Module):
         if state.cond is None or not torch.equal(cond, state.cond):  # a bar's condition is
             state.cond = cond  # fixed, so its projections are computed once per bar
             state.cond_proj = [proj(cond) for proj in self.cond]
-            if self.slots is not None:
-                z = cond[..., :self.cfg.d_latent]
-                state.slot_kv = [s.keys_values(z) for s in self.slots]
         for i, blk in enumerate(self.blocks):
             x = x + state.cond_proj[i]
-            if self.slots is not None:
-                x = x + self.slots[i](x, state.slot_kv[i])
             state.inputs[i].append(x)
             x = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill, state.fast.layers[i])
         state.pos += 1
         if state.pos == self.cfg.seg_len:
             memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],
                                   with_loss=False)
-            cond_cache = (state.cond, state.cond_proj, state.slot_kv)
+            cond_cache = (state.cond, state.cond_proj)
             state = self.start(memory, state.fast)
-            state.cond, state.cond_proj, state.slot_kv = cond_cache
+            state.cond, state.cond_proj = cond_cache
         return self.norm(x), state
 
     def push(self, memory: Memory, inputs: list[torch.Tensor], with_loss: bool = True):

@@ -23,7 +23,7 @@ class MTVAE(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, d)
         self.encoder = (
             BarEncoder(self.embed, cfg.enc_layers, d, cfg.n_heads, cfg.d_ff, cfg.d_latent,
-                       cfg.dropout, cfg.latent_slots)
+                       cfg.dropout)
             if cfg.use_vae else None
         )
         self.rhythm_emb = nn.Embedding(cfg.n_attr_classes, cfg.d_attr)
@@ -31,32 +31,16 @@ class MTVAE(nn.Module):
         self.genre_emb = nn.Embedding(max(cfg.n_genres, 1), cfg.d_attr)
         self.d_cond = (cfg.d_latent if cfg.use_vae else 0) + 3 * cfg.d_attr
         self.decoder = Decoder(cfg, self.d_cond)
-        # bag of notes from z alone: the bar's 12 pitch classes and 16 onset steps
-        self.aux = (nn.Sequential(nn.Linear(cfg.d_latent, d), nn.GELU(), nn.Linear(d, 12 + 16))
-                    if cfg.use_vae and cfg.aux_head else None)
-        # per bar, a bias on every output logit from its conditioning: the shortest path from
-        # z to what the bar plays (which pitches, positions, durations), beside in-attention
-        self.bar_bias = nn.Linear(self.d_cond, cfg.vocab_size) if cfg.bar_bias else None
-        # the note bag: from z alone, which vocabulary tokens occur in the bar (pitches,
-        # positions, durations, ...), trained on the bar's own tokens; every output logit of
-        # the bar gets log P(token occurs in the bar) added (a product of experts), so what z
-        # says the bar plays reaches the output without the decoder learning to read z first
-        self.bag = (nn.Sequential(nn.Linear(cfg.d_latent, d), nn.GELU(), nn.Linear(d, cfg.vocab_size))
-                    if cfg.use_vae and cfg.note_bag else None)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
         if self.encoder is not None:  # the posterior's width at the start
             half = self.encoder.posterior.out_features // 2
             nn.init.constant_(self.encoder.posterior.bias[half:], cfg.init_logvar)
-        if self.bar_bias is not None:  # starts neutral, like the conditioning projections
-            nn.init.zeros_(self.bar_bias.weight)
         # conditioning starts at zero: z ~ N(mu, 1) projected at init would swamp the token
         # embeddings (std 0.02) and stall early learning; it grows as it becomes useful
         for proj in self.decoder.cond:
             nn.init.zeros_(proj.weight)
-        for reader in self.decoder.slots or []:  # the latent slots' reading starts closed too
-            nn.init.zeros_(reader.out.weight)
         self.head.weight = self.embed.weight  # tied input and output embeddings
 
     @staticmethod
@@ -89,44 +73,21 @@ class MTVAE(nn.Module):
             out[..., :self.cfg.d_latent] = 0
         return out
 
-    def decode(self, inputs: torch.Tensor, cond_tok: torch.Tensor, memory: Memory | None = None,
-               bar_tok: torch.Tensor | None = None, alone_tok: torch.Tensor | None = None):
+    def decode(self, inputs: torch.Tensor, cond_tok: torch.Tensor, memory: Memory | None = None):
         """Teacher-forced decoding of [B, L] tokens, segment by segment, memory carried.
-        ``alone_tok`` [B, L] bool (with ``bar_tok`` [B, L], each token's bar): tokens that
-        attend only to tokens of their own bar, in the segment and in the memory (which must
-        start empty); see ``context_mask``.
 
         Returns (logits [B, L, V], memory after the last full segment, mean recon loss).
         """
         S = self.cfg.seg_len
-        fresh = memory is None
         memory = memory or self.decoder.empty_memory(inputs.shape[0], inputs.device)
-        if alone_tok is not None and not (fresh and bool(alone_tok.any())):
-            alone_tok = None
         logits, recons = [], []
         for s in range(0, inputs.shape[1], S):
             x = self.drop(self.embed(inputs[:, s:s + S]))
             full = x.shape[1] == S
-            mask = (None if alone_tok is None else
-                    context_mask(bar_tok, alone_tok, s, x.shape[1], *memory.lengths))
-            h, memory, recon = self.decoder(x, cond_tok[:, s:s + S], memory, push=full,
-                                            attn_mask=mask)
-            logits.append(self.logits(h, cond_tok[:, s:s + S]))
+            h, memory, recon = self.decoder(x, cond_tok[:, s:s + S], memory, push=full)
+            logits.append(self.head(h))
             recons.append(recon)
         return torch.cat(logits, dim=1), memory, torch.stack(recons).mean()
-
-    def logits(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Output logits of hidden states h [..., D] under their bars' conditions [..., d_cond]."""
-        return self.bar_terms(self.head(h), cond)
-
-    def bar_terms(self, out: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Logits [..., V] plus what comes straight from the bar's condition: the bar bias
-        and the note bag's log-probabilities (z is the first d_latent columns of ``cond``)."""
-        if self.bar_bias is not None:
-            out = out + self.bar_bias(cond)
-        if self.bag is not None:
-            out = out + F.logsigmoid(self.bag(cond[..., :self.cfg.d_latent]))
-        return out
 
     # ------------------------------------------------------------------ cached decoding
     def step(self, token: torch.Tensor, cond: torch.Tensor, state):
@@ -134,7 +95,7 @@ class MTVAE(nn.Module):
         h, state = self.decoder.step(self.embed(token)[:, None], cond[:, None], state)
         if state.fast.head is None:  # transposed for the same reason as FastWeights
             state.fast.head = self.head.weight.detach().t().contiguous()
-        return self.bar_terms(h[:, 0] @ state.fast.head, cond), state
+        return h[:, 0] @ state.fast.head, state
 
     def prefill(self, inputs: torch.Tensor, cond_tok: torch.Tensor):
         """Read a prompt (teacher-forced): whole segments at once, the rest step by step.
@@ -155,16 +116,8 @@ class MTVAE(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, batch, beta: float = 1.0, free_bits: float = 0.0,
-                recon_weight: float = 1.0, sample: bool | None = None,
-                aux_weight: float = 0.0, alone: torch.Tensor | None = None,
-                bag_weight: float = 1.0) -> dict:
-        """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training).
-        ``aux_weight``: weight of the bag-of-notes loss (binary cross-entropy of each bar's
-        pitch classes and onset steps predicted from its z alone). ``alone`` [B, NB] bool:
-        bars decoded without context (their tokens see only their own bar: context
-        dropout). ``bag_weight``: weight of the note bag's loss (binary cross-entropy of the
-        tokens each bar holds, predicted from its z; nats per bar, counted per target token
-        like the KL)."""
+                recon_weight: float = 1.0, sample: bool | None = None) -> dict:
+        """Loss terms of a batch. ``sample``: draw z from q(z|x) (default: when training)."""
         sample = self.training if sample is None else sample
         mu = logvar = z = None
         if self.encoder is not None:
@@ -174,9 +127,7 @@ class MTVAE(nn.Module):
         cond_tok = torch.gather(
             cond_bars, 1, batch.bar_idx[..., None].expand(-1, -1, cond_bars.shape[-1])
         )
-        alone_tok = None if alone is None else torch.gather(alone, 1, batch.bar_idx)
-        logits, _, recon = self.decode(batch.inputs, cond_tok, bar_tok=batch.bar_idx,
-                                       alone_tok=alone_tok)
+        logits, _, recon = self.decode(batch.inputs, cond_tok)
         valid = batch.targets != self.cfg.pad_id
         n_tok = valid.sum().clamp(min=1)
         ce = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(),
@@ -194,44 +145,6 @@ class MTVAE(nn.Module):
             # every bar's posterior and its z [B, NB, D] (for a learnt prior's KL; detached)
             out["posterior"] = (mu.detach(), logvar.detach(), z.detach())
             loss = loss + beta * kl_cost
-            if self.aux is not None and aux_weight > 0:
-                pred = self.aux(z[batch.bar_mask])
-                target = torch.cat([batch.bar_pc, batch.bar_onsets], -1)[batch.bar_mask]
-                aux = F.binary_cross_entropy_with_logits(pred, target)
-                out["aux"] = aux
-                loss = loss + aux_weight * aux
-            if self.bag is not None:  # which tokens each bar holds, from its z alone
-                bag = bar_bags(batch.enc_tokens, batch.enc_bar, mu.shape[1], self.cfg.vocab_size,
-                               self.cfg.pad_id)
-                bce = F.binary_cross_entropy_with_logits(
-                    self.bag(z[batch.bar_mask]), bag[batch.bar_mask], reduction="sum")
-                out["bag"] = bce / n_bars  # nats per bar
-                loss = loss + bag_weight * bce / n_tok
         out["loss"] = loss
         return out
 
-
-def bar_bags(enc_tokens: torch.Tensor, enc_bar: torch.Tensor, n_bars: int, vocab_size: int,
-             pad_id: int) -> torch.Tensor:
-    """[R, n_bars, V] multi-hot: which tokens occur in each bar of packed bars (the encoder's
-    input, ``enc_bar`` -1 = padding)."""
-    R = enc_tokens.shape[0]
-    bag = enc_tokens.new_zeros((R, n_bars, vocab_size), dtype=torch.float)
-    keep = (enc_bar >= 0) & (enc_tokens != pad_id)
-    rows = torch.arange(R, device=enc_tokens.device)[:, None].expand_as(enc_tokens)
-    bag[rows[keep], enc_bar[keep], enc_tokens[keep]] = 1.0
-    return bag
-
-
-def context_mask(bar_tok: torch.Tensor, alone_tok: torch.Tensor, start: int, length: int,
-                 mem_len: int, cmem_len: int) -> torch.Tensor:
-    """[B, 1, S, C + M + S] attention mask of the segment ``start:start + length`` of a
-    teacher-forced pass that began with empty memory: the memory then holds the ``M`` tokens
-    just before the segment and the compressed memory older ones. A token marked in
-    ``alone_tok`` may attend only to tokens of its own bar (never the compressed memory);
-    the others are unrestricted (the causal mask still applies)."""
-    end = start + length
-    keys = torch.cat([bar_tok.new_full((bar_tok.shape[0], cmem_len), -1),
-                      bar_tok[:, start - mem_len:start], bar_tok[:, start:end]], dim=1)
-    own = bar_tok[:, start:end, None] == keys[:, None, :]
-    return (own | ~alone_tok[:, start:end, None])[:, None]

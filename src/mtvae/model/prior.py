@@ -5,7 +5,7 @@ posterior far from N(0, I): latents drawn from N(0, I), bar by bar, decode to ba
 not sound like the data and do not belong together. This prior is fitted afterwards to the
 latents the trained encoder writes for the training songs (a two-stage VAE): a GRU reads the
 previous bars' latents and this bar's attribute classes and genre, and gives each bar's z a
-mixture of diagonal Gaussians. Tensors in, tensors out; training is in ``mtvae.train``.
+mixture of diagonal Gaussians. Tensors in, tensors out; fitting it is ``mtvae.learnt_prior``.
 """
 
 from __future__ import annotations

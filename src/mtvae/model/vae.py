@@ -26,7 +26,6 @@ class Block(nn.Module):
         x = x + self.drop(a)
         return x + self.drop(self.ff(self.ln2(x))), own
 
-
     def step(self, x, cos_sin, kbuf, vbuf, fill: int, w):
         """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``LayerWeights``."""
         x = x + self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w)
@@ -38,17 +37,12 @@ class BarEncoder(nn.Module):
     """Each bar's tokens -> (mu, logvar) of its latent."""
 
     def __init__(self, embed: nn.Embedding, n_layers: int, d_model: int, n_heads: int,
-                 d_ff: int, d_latent: int, dropout: float, slots: int = 0):
+                 d_ff: int, d_latent: int, dropout: float):
         super().__init__()
         self.embed = embed  # shared with the decoder
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
-        self.slots = slots
-        if slots:  # each slot pools the bar's tokens with its own learnt query
-            self.pool_q = nn.Parameter(torch.randn(slots, d_model) * 0.02)
-            self.pool_k = nn.Linear(d_model, d_model)
-        # mu and logvar of the latent (of one slot when slotted)
-        self.posterior = nn.Linear(d_model, 2 * (d_latent // max(slots, 1)))
+        self.posterior = nn.Linear(d_model, 2 * d_latent)  # mu and logvar of the latent
 
     def forward(self, tokens: torch.Tensor, bar: torch.Tensor, n_bars: int):
         """tokens [R, Le] packed bars, bar [R, Le] bar index (-1 = padding)
@@ -62,8 +56,6 @@ class BarEncoder(nn.Module):
         for blk in self.blocks:
             x, _ = blk(x, pos, causal=False, attn_mask=mask[:, None])
         x = self.norm(x)
-        if self.slots:
-            return self._slotted(x, bar, n_bars)
         R, _, D = x.shape
         idx = bar.clamp(min=0) + torch.arange(R, device=bar.device)[:, None] * n_bars
         keep = (bar >= 0).to(x.dtype)[..., None]
@@ -72,16 +64,6 @@ class BarEncoder(nn.Module):
         pooled = (sums / counts.clamp(min=1)).view(R, n_bars, D)
         mu, logvar = self.posterior(pooled).chunk(2, dim=-1)
         return mu, logvar.clamp(-10, 10)
-
-    def _slotted(self, x: torch.Tensor, bar: torch.Tensor, n_bars: int):
-        """Attention pooling: per bar and slot, a softmax over the bar's tokens."""
-        scores = torch.einsum("rld,kd->rkl", self.pool_k(x), self.pool_q) / x.shape[-1] ** 0.5
-        member = bar[:, None, :] == torch.arange(n_bars, device=bar.device)[None, :, None]
-        scores = scores[:, None].masked_fill(~member[:, :, None, :], float("-inf"))
-        w = torch.nan_to_num(scores.softmax(-1))  # [R, n_bars, K, Le]; empty bars -> 0
-        pooled = torch.einsum("rnkl,rld->rnkd", w, x)
-        mu, logvar = self.posterior(pooled).chunk(2, dim=-1)  # [R, n_bars, K, d_slot]
-        return mu.flatten(-2), logvar.clamp(-10, 10).flatten(-2)
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
