@@ -7,7 +7,7 @@ DEMO_OUT ?= out/demo
 DEMO_SOURCE ?= music21:bach
 DEMO_MINUTES ?= 5
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-fast demo bench clean
 
 # torch is pinned and installed first: the CPU wheel on these machines. The package's own
 # torch requirement is a range that 2.13.0 satisfies, so nothing bigger is pulled after it.
@@ -22,6 +22,10 @@ install: $(STAMP)
 
 test: install
 	$(BIN)/python -m pytest
+
+# the inner loop: no test marked slow (training beyond a few steps, kills, torchrun, fuzzing)
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 demo: install
 	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) --source $(DEMO_SOURCE)

@@ -147,15 +147,21 @@ def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: 
     at latent guidance ``guidance`` (None: the model's default, as ``mtvae evaluate``)."""
     from mtvae import MusicVAE
     from mtvae import metrics as M
-    from mtvae.generate import Sampling
+    from mtvae.generate import Plan
 
-    m = MusicVAE.load(run_dir, guidance=guidance)
-    greedy = Sampling(0.0, guidance=m.guidance)
+    m = MusicVAE.load(run_dir)
+    greedy = m.sampling(temperature=0.0, guidance=guidance, seed=0)
+
+    def decode(z, e):
+        plan = Plan(m.conditions(z, e.rhythm, e.polyphony), len(e.rhythm), seed=0,
+                    timesigs=[int(t) for t in e.timesigs])
+        return m.decode([plan], greedy)[0]
+
     encs = _test_songs(m, data_dir, bars, n + 1)
     fig, axes = plt.subplots(n + 1, 3, figsize=(15, 2.6 * (n + 1)))
     for k, (name, e) in enumerate(encs[:n]):
         ref = m.tokenizer.decode(e.ids.tolist())
-        rec = m._from_latents(m._latents(e), e.rhythm, e.polyphony, 0, 0, greedy, e.timesigs)
+        rec = decode(m.encode(e), e)
         grid = None
         sim = M.bar_similarity(ref, rec, bars)
         _roll(axes[k, 0], ref, f"{name}: original, first {bars} bars", grid)
@@ -164,7 +170,7 @@ def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: 
         axes[k, 2].axis("off")
     (na, a), (nb, b) = encs[0], encs[n]
     ra, rb = m.tokenizer.decode(a.ids.tolist()), m.tokenizer.decode(b.ids.tolist())
-    sw = m._from_latents(m._latents(b), a.rhythm, a.polyphony, 0, 0, greedy, a.timesigs)
+    sw = decode(m.encode(b), a)
     _roll(axes[n, 0], ra, f"A = {na}")
     _roll(axes[n, 1], rb, f"B = {nb}")
     (ca, ga), (cb, gb), (co, go) = (M.bar_profiles(x, bars) for x in (ra, rb, sw))
@@ -172,7 +178,7 @@ def reconstructions(run_dir: Path, data_dir: Path, out: Path, bars: int = 8, n: 
     _roll(axes[n, 2], sw, f"A's attributes with B's latents: {follow:.0%} of bars closer to B "
           "in chroma")
     fig.suptitle(f"{run_dir.name}: held-out songs, greedy decoding from posterior means "
-                 f"(latent guidance {m.guidance:g})", fontsize=10)
+                 f"(latent guidance {greedy.guidance:g})", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
 
@@ -185,7 +191,6 @@ def infilling(run_dir: Path, data_dir: Path, out: Path, gap: int = 4, n: int = 2
     from mtvae import MusicVAE
     from mtvae import metrics as M
     from mtvae.evaluate import join_nll
-    from mtvae.generate import Sampling
 
     m = MusicVAE.load(run_dir)
     picked = _test_songs(m, data_dir, before + gap + after, n)
@@ -196,8 +201,7 @@ def infilling(run_dir: Path, data_dir: Path, out: Path, gap: int = 4, n: int = 2
         versions = [("original", orig)]
         for label, see in (("continuation (reads bars before only)", False),
                            ("infill (reads bars before and after)", True)):
-            versions.append((label, m._infill(e, [(a, b)], None, False, None, None, 0,
-                                              Sampling(1.0), 0, see_after=see)[1]))
+            versions.append((label, m.fill(e, [(a, b)], m.sampling(seed=0), see_after=see)[1]))
         ref = m.tokenizer.decode([t for bar in orig[a:b] for t in bar])
         for ax, (label, bars) in zip(axes[k], versions):
             s = m.tokenizer.decode([t for bar in bars for t in bar])

@@ -52,9 +52,9 @@ def load_setup(data_dir: str):
     from mtvae.config import model_config
 
     try:
-        from mtvae.data import load_meta
+        from mtvae.data import DataDir
 
-        meta = load_meta(data_dir)
+        meta = DataDir(data_dir).meta
         vocab, n_genres, pad, src = (meta["vocab_size"], len(meta["genres"]), meta["pad_id"],
                                      f"{data_dir}/meta.json")
     except Exception:  # no prepared data: the base REMI+ vocabulary's numbers

@@ -50,9 +50,9 @@ LIB_SEG = 64  # the study's seq_len: the wrapper splits windows into 64-token se
 
 def mtvae_config(data_dir: str):
     from mtvae.config import model_config
-    from mtvae.data import load_meta
+    from mtvae.data import DataDir
 
-    meta = load_meta(data_dir)
+    meta = DataDir(data_dir).meta
     return model_config("small", vocab_size=meta["vocab_size"], n_genres=len(meta["genres"]),
                         pad_id=meta["pad_id"])
 
@@ -70,14 +70,14 @@ def n_params(model: torch.nn.Module) -> int:
 # ---------------------------------------------------------------------------- worker
 def worker(args) -> dict:
     """Time one model; runs in its own process."""
-    from mtvae.data import load_split
+    from mtvae.data import DataDir
     from mtvae.data.windows import TrainWindows
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     cfg = mtvae_config(args.data)
     length = cfg.seg_len * args.segments
-    windows = TrainWindows(load_split(args.data, "train"), length=length,
+    windows = TrainWindows(DataDir(args.data).split("train"), length=length,
                            batch_size=args.batch_size, max_bar_len=cfg.max_bar_len,
                            pad_id=cfg.pad_id, seed=args.seed)
     batches = [windows.batch(s) for s in range(args.warmup + args.steps)]
