@@ -20,12 +20,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# two workers, one core each (tests/conftest.py sets one torch thread per worker)
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # the inner loop: no test marked slow (training beyond a few steps, kills, torchrun, fuzzing)
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	MTVAE_TEST_FAST=1 $(BIN)/python -m pytest -n 2 -m "not slow"
 
 demo: install
 	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) --source $(DEMO_SOURCE)

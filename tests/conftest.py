@@ -1,9 +1,25 @@
-"""Shared fixtures: the real MIDI in ../shared/data, and a private music21 cache."""
+"""Shared fixtures: the real MIDI in ../shared/data, a private music21 cache, the tiny
+prepared DATA_DIR and the tiny trained run.
+
+``make test`` runs the suite in two pytest-xdist workers, one core and one torch thread each
+(two processes that each use every core slow each other down many times over; subprocesses
+inherit the setting). ``make test-fast`` (``MTVAE_TEST_FAST=1``, ``-m "not slow"``) trains
+the tiny run for a few steps only.
+"""
 
 import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+FAST = os.environ.get("MTVAE_TEST_FAST", "") not in ("", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MTVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -57,9 +73,7 @@ def tiny_run(tiny_data, tmp_path_factory) -> Path:
     from mtvae.train import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    train(tiny_data, run, preset="tiny", max_steps=TINY_STEPS, val_every=TINY_STEPS // 2,
-          batch_size=4, segments=2, prior_steps=300, quiet=True, device="cpu")
+    steps = 12 if FAST else 100
+    train(tiny_data, run, preset="tiny", max_steps=steps, val_every=steps // 2, batch_size=4,
+          segments=2, prior_steps=30 if FAST else 300, quiet=True, device="cpu")
     return run
-
-
-TINY_STEPS = 100

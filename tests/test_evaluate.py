@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+import pytest
+
 from mtvae import MusicVAE
 from mtvae import metrics as M
 from mtvae.cli import main
@@ -28,6 +30,7 @@ def as_text(ids) -> str:
     return "".join(chr(0x100 + int(i)) for i in ids)
 
 
+@pytest.mark.slow
 def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
     out = tmp_path / "eval.json"
     samples = tmp_path / "other"

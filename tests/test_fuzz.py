@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 N_FILES = 200
 SEED = 9
 MAX_CALL_SECONDS = 30
@@ -46,10 +48,13 @@ def child(out: Path, n: int, run_dir: str, good: str) -> dict:
     call(["prepare", str(out / "corpus"), "--out", str(out / "data"), "--workers", "2", "--quiet"])
 
     # the generating commands through the API the CLI wraps (one model load for all files)
-    from mtvae import MusicVAE
+    from mtvae import MusicVAE, Sampling
     from mtvae.errors import UserError
 
     m = MusicVAE.load(run_dir)
+    # what is under test is reading hostile input, not writing long bars: each new bar is
+    # closed once it holds a note and 32 tokens (a barely trained model rambles)
+    short = Sampling(seed=0, max_bar_tokens=32)
 
     def api(name, fn, *args, **kw):
         t = time.time()
@@ -68,11 +73,11 @@ def child(out: Path, n: int, run_dir: str, good: str) -> dict:
     for i, f in enumerate(files):
         o = str(out / "o")
         call(["render", str(f), "--png", f"{o}/r.png", "--wav", f"{o}/r.wav"])
-        api("reconstruct", m.reconstruct, f, bars=2, seed=0)
-        api("continue", m.continue_, f, bars=1, seed=0)
-        api("transfer", m.transfer, f, bars=2, rhythm_shift=1, seed=0)
-        api("interpolate", m.interpolate, f, good, bars=1, steps=2, seed=0)
-        api("infill", m.infill, f, "1-1", seed=0)
+        api("reconstruct", m.reconstruct, f, bars=2, sampling=short)
+        api("continue", m.continue_, f, bars=1, sampling=short)
+        api("transfer", m.transfer, f, bars=2, rhythm_shift=1, sampling=short)
+        api("interpolate", m.interpolate, f, good, bars=1, steps=2, sampling=short)
+        api("infill", m.infill, f, "1-1", sampling=short)
         if i % 10 == 0:  # and the CLI end to end, files written
             call(["reconstruct", run_dir, str(f), "--bars", "2", "--out", o, "--no-audio",
                   "--quiet", "--seed", "0"])
@@ -82,6 +87,7 @@ def child(out: Path, n: int, run_dir: str, good: str) -> dict:
         k: report.get(k) for k in ("found", "kept", "length_filter", "empty_bars")}}
 
 
+@pytest.mark.slow
 def test_hostile_midi_never_crashes_hangs_or_exhausts_memory(tiny_run, nottingham, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", MTVAE_CACHE=str(tmp_path / "cache"))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -185,6 +185,7 @@ def test_a_model_trained_without_infilling_refuses_with_one_line(tiny_run, song,
         MusicVAE.load(old).infill(song, "2-3")
 
 
+@pytest.mark.slow
 def test_the_infilling_evaluation_measures_what_infill_writes(vae, song, nottingham):
     from mtvae import metrics as M
     from mtvae.evaluate import INFILL_BEFORE, format_table, infilling, join_nll
@@ -214,8 +215,10 @@ def test_the_infilling_evaluation_measures_what_infill_writes(vae, song, notting
     for name, rows in sims.items():
         for k in ("chroma", "groove", "note_f1"):
             assert row[name][k] == pytest.approx(np.mean([s[k] for s in rows])), (name, k)
+    # (the new bars' tokens as written, not as re-read from the MIDI: within 1%)
     for name, values in joins.items():
-        assert row[name]["join_nll"] == pytest.approx(np.mean(values), rel=1e-4), name
+        assert row[name]["join_nll"] == pytest.approx(np.mean(values), rel=0.01), name
+    assert row["infill"]["join_nll"] != row["original"]["join_nll"]
     for name in ("continuation", "continuation_own_latents"):
         assert 0 <= row[name]["statistics_overlap"] <= 1 and row[name]["join_nll"] > 0
     assert "2 bars: infill" in format_table({

@@ -30,6 +30,7 @@ def test_tiny_preset_is_small(tiny_data):
     assert build(tiny_data).num_parameters() < 1_000_000
 
 
+@pytest.mark.slow
 def test_loss_falls_by_more_than_half_on_a_fixed_batch(tiny_data):
     model = build(tiny_data)
     batch = batch_of(tiny_data, model)

@@ -30,6 +30,7 @@ def prior_run(tiny_run):
     return tiny_run, summary
 
 
+@pytest.mark.slow
 def test_the_prior_fits_the_latents_better_than_a_standard_normal(prior_run):
     run, s = prior_run
     assert (run / "prior.safetensors").is_file()
@@ -38,6 +39,7 @@ def test_the_prior_fits_the_latents_better_than_a_standard_normal(prior_run):
     assert s["valid_nll_per_bar"] < s["valid_nll_standard_normal"] - 10
 
 
+@pytest.mark.slow
 def test_the_prior_reads_the_bars_before(prior_run, tiny_data):
     """Each bar's density given its own song's previous bars beats the same bars given
     another song's: the prior models the sequence, not only the bars one by one."""
@@ -127,6 +129,7 @@ def test_prior_command_refuses_a_run_without_latents(tiny_data, tmp_path, capsys
     assert rc == 2 and len(err) == 1 and "no trained weights" in err[0]
 
 
+@pytest.mark.slow
 def test_the_elbo_with_the_learnt_prior_is_tighter(prior_run, tiny_data):
     """The same bound with the learnt prior in place of N(0, I): the reconstruction term is
     shared, the KL to a prior fitted to the aggregate posterior is far smaller."""

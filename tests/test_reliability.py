@@ -223,6 +223,7 @@ def run_copy(baseline, tmp_path) -> Path:
 # ----------------------------------------------------------------------------- 1. kill -9
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_moment_then_resume_equals_an_uninterrupted_run(tiny_data, baseline,
                                                                       tmp_path):
     rng = random.Random(9)
@@ -378,6 +379,7 @@ def state_size(baseline: Path, tmp_path: Path, step: int) -> int:
 
 
 @needs_fsize
+@pytest.mark.slow
 def test_a_full_disk_during_training_stops_with_one_line_and_a_good_checkpoint(
         tiny_data, baseline, tmp_path):
     # the state file grows with its history (and the step's digits): a limit between its
@@ -407,6 +409,7 @@ def test_a_full_disk_during_training_stops_with_one_line_and_a_good_checkpoint(
 
 
 @needs_fsize
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [4096, 100_000], ids=["tokenizer.json", "token-arrays"])
 def test_a_full_disk_during_prepare_leaves_no_folder_or_the_old_one(folk, folk_data, tmp_path,
                                                                     limit):
@@ -432,6 +435,7 @@ def test_a_full_disk_during_prepare_leaves_no_folder_or_the_old_one(folk, folk_d
 # ----------------------------------------------------------------------------- 5. two writers
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_folder_is_in_use(folk, tiny_data, run_copy,
                                                                 tmp_path):
     out = tmp_path / "data"
@@ -477,6 +481,7 @@ def cached(out: Path) -> int:
     return len(list(out.glob("cache/*/*/*.npz")))
 
 
+@pytest.mark.slow
 def test_killing_prepare_leaves_nothing_a_rerun_cannot_clean(pop909, tmp_path):
     songs = link_songs(tmp_path / "songs", pop909[:100])
     cache = tmp_path / "music21-cache"
@@ -569,6 +574,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.slow
 def test_resume_refuses_bad_input_before_writing_anything(tiny_data, baseline, tmp_path,
                                                           capsys):
     other = tmp_path / "other-data"  # the same songs under another tokenizer

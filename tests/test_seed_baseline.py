@@ -13,6 +13,7 @@ import symusic
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "seed_baseline.py"
 sys.path.insert(0, str(ROOT / "bench"))
+pytestmark = pytest.mark.slow  # a training run of the baseline in a subprocess
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(tiny_data, tmp_path, capsys):
         assert code == 2 and len(err) == 1 and "no CUDA GPU" in err[0]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_keep_identical_weights(tiny_data, tmp_path):
     run = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -138,7 +138,8 @@ def recover(run_dir: str | Path) -> int | None:
             if "pending" in j:
                 _finish(run_dir, step, dict(j["pending"]))
         except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{journal} is damaged ({e}): delete it if {STATE} is good") from None
+            raise UserError(f"{journal} is damaged ({e}): delete it if the training state is "
+                            "good") from None
     for orphan in list(run_dir.glob(".*.tmp")) + list(run_dir.glob(f".*{PENDING}")):
         orphan.unlink(missing_ok=True)
     return step

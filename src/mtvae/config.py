@@ -32,8 +32,8 @@ class ModelConfig:
     use_memory: bool = True
     use_compression: bool = True
     # log-variance of the posterior at initialisation (the bias of its logvar half): 0 starts
-    # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar); -4
-    # since session 8 (with a 128-nat KL target the decoder learns to read z; RESULTS.md)
+    # z as mu plus unit noise, a negative value starts it narrow (train --init-logvar); with
+    # a 128-nat KL target, -4 lets the decoder learn to read z (docs/RESULTS.md, "Latents")
     init_logvar: float = -4.0
 
     def __post_init__(self):
