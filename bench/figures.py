@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -22,11 +21,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mtvae.data import DataDir  # noqa: E402
+from mtvae.run import RunDir  # noqa: E402
+
 
 def curves(runs: list[Path], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for run in runs:
-        rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r["split"] == "valid"]
+        rows = [r for r in RunDir(run).metrics() if r["split"] == "valid"]
         ax.plot([int(r["step"]) for r in rows], [float(r["bits_per_token"]) for r in rows], "o-",
                 ms=3, label=run.name)
     ax.set_xlabel("step")
@@ -68,7 +70,7 @@ def latents(run_dir: Path, data_dir: Path, out: Path, split: str = "test", songs
     from mtvae import MusicVAE
 
     m = MusicVAE.load(run_dir)
-    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == split]
+    rows = DataDir(data_dir).manifest(split)
     rng = np.random.default_rng(0)
     rows = [rows[i] for i in rng.permutation(len(rows))[:songs]]
     zs, labels = [], []
@@ -129,7 +131,7 @@ def _roll(ax, s, title: str, bars: list[float] | None = None) -> None:
 def _test_songs(m, data_dir: Path, bars: int, n: int) -> list:
     """(name, first ``bars`` bars) of the first ``n`` test songs with that many bars, in a
     seeded order."""
-    rows = [r for r in csv.DictReader(open(data_dir / "manifest.csv")) if r["split"] == "test"]
+    rows = DataDir(data_dir).manifest("test")
     out = []
     for i in np.random.default_rng(0).permutation(len(rows)):
         e = m.read(rows[i]["file"])

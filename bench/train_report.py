@@ -7,14 +7,15 @@ step counts, wall time; prints a Markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 
+from mtvae.run import RunDir
+
 
 def summarise(run: Path, at_step: int) -> dict:
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = RunDir(run).metrics()
     val = [r for r in rows if r["split"] == "valid"]
     train = [r for r in rows if r["split"] == "train" and r["tokens_per_s"]]
     best = min(val, key=lambda r: float(r["loss"]))

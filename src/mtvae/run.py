@@ -180,5 +180,12 @@ class RunDir:
                                                    "summary": json.dumps(summary)})
 
     # ------------------------------------------------------------------ reports
+    def metrics(self) -> list[dict]:
+        """metrics.csv's rows (step, split, losses, ...), as training wrote them."""
+        import csv
+
+        with open(self.path / METRICS) as f:
+            return list(csv.DictReader(f))
+
     def write_json(self, name: str, obj: dict) -> None:
         ck.write_text(self.path / name, json.dumps(obj, indent=2))

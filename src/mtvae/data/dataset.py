@@ -80,12 +80,19 @@ class DataDir:
                 for f in SongStore.__dataclass_fields__})
         return self._splits[name]
 
-    def files(self, split: str) -> list[Path]:
-        """The split's source MIDI files (absolute paths in manifest.csv)."""
+    def manifest(self, split: str | None = None) -> list[dict]:
+        """manifest.csv's rows (source, path, file, hash, genre, programs, split, tokens,
+        bars), of one split or all."""
         import csv
 
-        with open(self.path / "manifest.csv") as f:
-            files = [Path(r["file"]) for r in csv.DictReader(f) if r["split"] == split]
+        if "manifest" not in self.__dict__:
+            with open(self.path / "manifest.csv") as f:
+                self.__dict__["manifest"] = list(csv.DictReader(f))
+        return [r for r in self.__dict__["manifest"] if split is None or r["split"] == split]
+
+    def files(self, split: str) -> list[Path]:
+        """The split's source MIDI files (absolute paths in manifest.csv)."""
+        files = [Path(r["file"]) for r in self.manifest(split)]
         for p in files:
             if not p.is_file():
                 raise UserError(f"{self.path}/manifest.csv names {p}, which is gone (or "
