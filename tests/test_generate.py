@@ -255,3 +255,22 @@ def test_demo_page_references_only_files_that_exist(vae, nottingham, tmp_path):
     refs = re.findall(r"(?:src|href)='([^']+)'", page)
     assert {"loss.png", "s1.png", "s1.wav", "s1.mid", "r.png", "r.mid"} <= set(refs)
     assert all((tmp_path / ref).is_file() for ref in refs)
+
+
+@pytest.mark.slow
+def test_the_demo_runs_end_to_end(nottingham, tmp_path):
+    """``make demo``'s job on a few folk tunes and a few seconds of training: every piece of
+    the gallery is written and the page references only files that exist."""
+    from mtvae.demo import run_demo
+
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for p in nottingham[:16]:
+        (songs / p.name).symlink_to(p)
+    index = run_demo(tmp_path / "demo", minutes=0.05, source=str(songs), preset="tiny")
+    out, page = index.parent, index.read_text()
+    refs = re.findall(r"(?:src|href)='([^']+)'", page)
+    names = {Path(r).stem for r in refs if r.endswith(".mid")}
+    assert {"sample_1", "continuation", "interp_1", "reconstruction", "infill_new"} <= names
+    assert all((out / ref).is_file() for ref in refs)
+

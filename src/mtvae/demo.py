@@ -4,7 +4,6 @@ four samples, one continuation, one interpolation, one reconstruction and one in
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import shutil
@@ -18,6 +17,7 @@ def run_demo(out: str | Path, minutes: float = 5.0, source: str = "music21:bach"
     from .api import MusicVAE
     from .data import prepare
     from .data.pipeline import summarize
+    from .evaluate import token_accuracy
     from .render import render
     from .train import train
 
@@ -45,7 +45,7 @@ def run_demo(out: str | Path, minutes: float = 5.0, source: str = "music21:bach"
     for k, s in enumerate(m.interpolate(songs[1], songs[2], steps=4, bars=bars, seed=seed)):
         pieces.append(("Interpolation", f"interp_{k + 1}", s,
                        f"step {k + 1}/4 from {Path(songs[1]).name} to {Path(songs[2]).name}"))
-    acc = m.token_accuracy(songs[0], bars=8)
+    acc = token_accuracy(m, songs[0], bars=8)
     pieces.append(("Reconstruction", "reconstruction", m.reconstruct(songs[0], bars=8, seed=seed),
                    f"{Path(songs[0]).name}, first 8 bars; teacher-forced token accuracy {acc:.3f}"))
     pieces += _infill_example(m, songs, seed)
@@ -81,8 +81,9 @@ def _infill_example(m, songs: list[str], seed: int) -> list[tuple]:
 
 def _held_out(data: Path, n: int) -> list[str]:
     """Songs for continuation / interpolation / reconstruction: test split first."""
-    with open(data / "manifest.csv") as f:
-        rows = list(csv.DictReader(f))
+    from .data import DataDir
+
+    rows = DataDir(data).manifest()
     rows.sort(key=lambda r: (r["split"] != "test", r["split"] != "valid", r["path"]))
     files = [r["file"] for r in rows if int(r["bars"]) >= 4][:n]
     if len(files) < n:
