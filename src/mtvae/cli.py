@@ -24,7 +24,8 @@ def _prepare(args: argparse.Namespace) -> int:
     report = prepare(
         args.sources or [DEFAULT_SOURCE], args.out, labels=args.labels, genres=args.genre,
         programs=args.program, per_genre=args.per_genre, seed=args.seed,
-        max_files=args.max_files, workers=args.workers, progress=not args.quiet, max_bars=args.max_bars, meter=args.meter,
+        max_files=args.max_files, workers=args.workers, progress=not args.quiet,
+        max_bars=args.max_bars, meter=args.meter,
     )
     for s in report["skipped"][:20]:
         print(f"warning: skipped {s['path']}: {s['reason']}", file=sys.stderr)
@@ -71,9 +72,10 @@ def _train(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- generation
 
 
-def _load(args):
-    """The model, and the call's ``Sampling`` (its seed drawn here when not given, so that
-    settings.json records it and every output can be made again)."""
+def _load(args, other_attributes: bool = False):
+    """The model, and the call's ``Sampling``, resolved (``Sampling.resolved``: the default
+    guidance, 0 for a song's latents with ``other_attributes``; the seed drawn here when not
+    given), so that settings.json records what was used and every output can be made again."""
     import random
 
     from . import validate as V
@@ -83,7 +85,8 @@ def _load(args):
 
     if args.seed is None:
         args.seed = random.randrange(2**31)
-    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.guidance, args.seed)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.guidance,
+                        args.seed).resolved(other_attributes)
     V.out_dir(args.out)
     m = MusicVAE.load(args.run_dir, device=args.device,
                       limits=Limits(max_bars=V.integer("max_bars", args.max_bars, 1, 100_000)),
@@ -131,7 +134,6 @@ def _write(args, model, sampling, pieces: list, names: list[str], extra: dict | 
 
 def _sample(args) -> int:
     m, s = _load(args)
-    s = m.sampling(s)
     pieces = m.sample(bars=args.bars, n=args.n, genre=args.genre, rhythm=args.rhythm,
                       polyphony=args.polyphony, meter=args.meter, coherence=args.coherence,
                       sampling=s)
@@ -141,7 +143,6 @@ def _sample(args) -> int:
 
 def _continue(args) -> int:
     m, s = _load(args)
-    s = m.sampling(s)
     score = m.continue_(args.prompt, bars=args.bars, genre=args.genre, meter=args.meter,
                         sampling=s)
     return _write(args, m, s, [score], ["continuation"])
@@ -149,7 +150,6 @@ def _continue(args) -> int:
 
 def _interpolate(args) -> int:
     m, s = _load(args)
-    s = m.sampling(s)
     pieces = m.interpolate(args.a, args.b, steps=args.steps, bars=args.bars, sampling=s)
     return _write(args, m, s, pieces, [f"interp_{i + 1:02d}" for i in range(len(pieces))])
 
@@ -158,7 +158,6 @@ def _reconstruct(args) -> int:
     from .evaluate import token_accuracy
 
     m, s = _load(args)
-    s = m.sampling(s)
     score = m.reconstruct(args.input, bars=args.bars, sampling=s)
     acc = token_accuracy(m, args.input, bars=args.bars)
     print(f"token accuracy (teacher-forced, z = posterior mean): {acc:.4f}")
@@ -166,8 +165,7 @@ def _reconstruct(args) -> int:
 
 
 def _transfer(args) -> int:
-    m, s = _load(args)
-    s = m.sampling(s, other_attributes=bool(args.rhythm_shift or args.polyphony_shift))
+    m, s = _load(args, other_attributes=bool(args.rhythm_shift or args.polyphony_shift))
     score = m.transfer(args.input, genre=args.genre, rhythm_shift=args.rhythm_shift,
                        polyphony_shift=args.polyphony_shift, bars=args.bars, sampling=s)
     shade = None
@@ -191,10 +189,9 @@ def _classes(name: str, text: str | None):
 def _infill(args) -> int:
     from . import validate as V
 
-    m, s = _load(args)
     rhythm, polyphony = _classes("rhythm", args.rhythm), _classes("polyphony", args.polyphony)
     fixed = args.keep_latents or args.like is not None  # the API's rule for the guidance
-    s = m.sampling(s, other_attributes=fixed and (rhythm is not None or polyphony is not None))
+    m, s = _load(args, other_attributes=fixed and (rhythm is not None or polyphony is not None))
     score = m.infill(args.input, args.bars, like=args.like, keep_latents=args.keep_latents,
                      rhythm=rhythm, polyphony=polyphony, genre=args.genre, sampling=s)
     ranges = V.bar_ranges(args.bars, len(m.read(args.input).bar_starts))
