@@ -267,7 +267,8 @@ def test_the_demo_runs_end_to_end(nottingham, tmp_path):
     songs.mkdir()
     for p in nottingham[:16]:
         (songs / p.name).symlink_to(p)
-    index = run_demo(tmp_path / "demo", minutes=0.05, source=str(songs), preset="tiny")
+    index = run_demo(tmp_path / "demo", minutes=0.05, source=str(songs), preset="tiny",
+                     prior_steps=100)
     out, page = index.parent, index.read_text()
     refs = re.findall(r"(?:src|href)='([^']+)'", page)
     names = {Path(r).stem for r in refs if r.endswith(".mid")}

@@ -13,7 +13,10 @@ from .errors import UserError
 
 
 def run_demo(out: str | Path, minutes: float = 5.0, source: str = "music21:bach",
-             preset: str = "tiny", max_files: int | None = None, seed: int = 0) -> Path:
+             preset: str = "tiny", max_files: int | None = None, seed: int = 0,
+             prior_steps: int | None = None) -> Path:
+    """``make demo``: prepare ``source``, train ``preset`` for ``minutes`` (then fit the learnt
+    prior, for at most ``prior_steps``: train's default unless given), write the gallery."""
     from .api import MusicVAE
     from .data import prepare
     from .data.pipeline import summarize
@@ -31,7 +34,9 @@ def run_demo(out: str | Path, minutes: float = 5.0, source: str = "music21:bach"
     print(summarize(prepare([source], data, max_files=max_files, seed=seed)))
     print(f"== train {preset} for {minutes} min")
     shutil.rmtree(run, ignore_errors=True)
-    train(data, run, preset=preset, max_minutes=minutes, quiet=True, val_every=100, seed=seed)
+    more = {} if prior_steps is None else {"prior_steps": prior_steps}
+    train(data, run, preset=preset, max_minutes=minutes, quiet=True, val_every=100, seed=seed,
+          **more)
 
     print("== generate")
     m = MusicVAE.load(run)

@@ -49,6 +49,7 @@ class DataDir:
                             "reads (generation needs base tokens): run 'mtvae prepare' again")
         self.path, self.meta = d, meta
         self._splits: dict[str, SongStore] = {}
+        self._manifest: list[dict] | None = None
 
     def __str__(self) -> str:
         return str(self.path)
@@ -85,10 +86,10 @@ class DataDir:
         bars), of one split or all."""
         import csv
 
-        if "manifest" not in self.__dict__:
+        if self._manifest is None:
             with open(self.path / "manifest.csv") as f:
-                self.__dict__["manifest"] = list(csv.DictReader(f))
-        return [r for r in self.__dict__["manifest"] if split is None or r["split"] == split]
+                self._manifest = list(csv.DictReader(f))
+        return [r for r in self._manifest if split is None or r["split"] == split]
 
     def files(self, split: str) -> list[Path]:
         """The split's source MIDI files (absolute paths in manifest.csv)."""
