@@ -25,6 +25,17 @@ uncached one (same tokens, same conditioning) with ``torch.allclose``.
     .venv/bin/python bench/generate_speed.py [--data data/pn] [--tokens 1024]
         [--batch-sizes 1,8] [--nocache-tokens 1024] [--repeats 1] [--warmup 16]
         [--threads 2] [--json bench/results/generate_speed.json]
+
+**As users call it** (``--run RUN_DIR``, a trained run; its DATA_DIR's first test song of 24
+bars or more is the prompt): ``MusicVAE.sample`` (16 bars, n = each batch size),
+``continue_`` (8 bars after the song's first 16) and ``infill`` (bars 9-12 of its first 24),
+timed from call to Score with the run's defaults (learnt prior, guidance 0.5), beside the bare
+cached step of the same model at batch 1 and 2 (the guided batch) in the same process. New
+tokens are counted as ``generate`` writes them; seconds of music are those of the new tokens
+decoded alone (their tempo, 120 bpm without one). Peak RSS is the process's.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/generate_speed.py --run RUN_DIR --threads 1 \
+        [--batch-sizes 1,8] [--json bench/results/generate_calls.json]
 """
 
 from __future__ import annotations
@@ -158,8 +169,95 @@ def measure(fn, batch: int, n: int, args) -> dict:
             "seconds_all": times}
 
 
+def time_calls(args) -> None:
+    """The three calls users wait on, end to end, beside the bare step (see the module doc)."""
+    import resource
+
+    from mtvae import MusicVAE, Sampling
+    from mtvae.data import DataDir
+
+    torch.set_num_threads(args.threads)
+    m = MusicVAE.load(args.run)
+    data = DataDir(m.config.data["data_dir"])
+    song = next((p for p in data.files("test") if len(m.read(p).bar_starts) >= 24), None)
+    if song is None:
+        raise SystemExit(f"{data}: no test song of 24 bars or more for the prompt")
+    prompt = m.tokenizer.decode(m.read(song).first_bars(16).ids.tolist())
+    written: list[list[int]] = []
+    generate = m.generate
+
+    def spy(plans, sampling, *a, **k):
+        outs = generate(plans, sampling, *a, **k)
+        written.extend(outs)
+        return outs
+
+    m.generate = spy
+
+    def music_seconds(ids: list[int]) -> float:
+        return float(m.tokenizer.decode(ids).to("second").end())
+
+    def bare(batch: int, n: int = 256) -> dict:
+        cond = torch.randn(batch, m.model.d_cond)
+        tok = torch.full((batch,), m.grammar.bar_id)
+        with torch.inference_mode():
+            state = m.model.decoder.start(m.model.decoder.empty_memory(batch, "cpu"))
+            for _ in range(args.warmup):
+                _, state = m.model.step(tok, cond, state)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                logits, state = m.model.step(tok, cond, state)
+                tok = sample(logits)
+        sec = time.perf_counter() - t0
+        return {"call": f"bare step, batch {batch}", "batch": batch, "new_tokens": n * batch,
+                "seconds": sec, "tokens_per_s": n * batch / sec, "music_seconds": None,
+                "x_real_time": None}
+
+    calls = [(f"sample 16 bars, n {b}", b, lambda b=b: m.sample(bars=16, n=b, seed=0))
+             for b in args.batch_sizes_list]
+    calls += [("continue 8 bars after 16", 1, lambda: m.continue_(prompt, bars=8, seed=0)),
+              ("infill bars 9-12 of 24", 1, lambda: m.infill(
+                  m.tokenizer.decode(m.read(song).first_bars(24).ids.tolist()), "9-12", seed=0))]
+    m.sample(bars=1, seed=0)  # warm-up
+    rows = [bare(1), bare(2)]
+    for name, batch, fn in calls:
+        written.clear()
+        t0 = time.perf_counter()
+        fn()
+        sec = time.perf_counter() - t0
+        n = sum(len(o) for o in written)
+        music = sum(music_seconds(o) for o in written)
+        rows.append({"call": name, "batch": batch, "new_tokens": n, "seconds": sec,
+                     "tokens_per_s": n / sec, "music_seconds": music, "x_real_time": music / sec})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    guidance = Sampling().resolved().guidance
+    print(f"{args.run} ({m.model.num_parameters():,} parameters), {args.threads} thread(s), "
+          f"prior {'learnt' if m.prior is not None else 'N(0, I)'}, guidance {guidance}; "
+          f"prompt {song.name}\n")
+    print("| call | batch | new tokens | seconds | tokens/s | seconds of music | x real time |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        music = "" if r["music_seconds"] is None else f"{r['music_seconds']:.1f}"
+        xrt = "" if r["x_real_time"] is None else f"{r['x_real_time']:.2f}"
+        print(f"| {r['call']} | {r['batch']} | {r['new_tokens']:,} | {r['seconds']:.2f} | "
+              f"{r['tokens_per_s']:,.0f} | {music} | {xrt} |")
+    print(f"\npeak RSS {peak:,.0f} MiB; target: at least 20x real time at batch 1 on one core "
+          "with the default guidance")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "settings": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows,
+        "peak_rss_mib": peak, "guidance": guidance, "prompt": str(song),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "load_average_at_start": os.getloadavg()},
+    }, indent=2, default=str))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", metavar="RUN_DIR",
+                    help="time sample, continue and infill of this trained run as users call "
+                         "them (instead of the bare steps against the library)")
     ap.add_argument("--data", default="data/pn")
     ap.add_argument("--tokens", type=int, default=1024, help="new tokens per sequence")
     ap.add_argument("--batch-sizes", default="1,8")
@@ -174,6 +272,11 @@ def main() -> None:
                     default=str(Path(__file__).parent / "results" / "generate_speed.json"))
     args = ap.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    if args.run:
+        args.batch_sizes_list = batch_sizes
+        if args.json.endswith("generate_speed.json"):
+            args.json = str(Path(args.json).with_name("generate_calls.json"))
+        return time_calls(args)
     n_nocache = min(args.nocache_tokens, args.tokens)
 
     from compressive_transformer_pytorch import AutoregressiveWrapper, CompressiveTransformer
