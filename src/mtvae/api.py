@@ -399,9 +399,8 @@ class MusicVAE:
         round a shorter song); its attributes are the original bars' unless ``rhythm`` /
         ``polyphony`` give classes (one value, or one per gap bar). Ranges are filled left to
         right, each reading the bars already filled."""
-        fixed = keep_latents or like is not None  # latents from a song, not from the prior
-        sampling = self.sampling(sampling, other_attributes=fixed and (
-            rhythm is not None or polyphony is not None or any(_shifts or ())), **sampling_fields)
+        sampling = self.sampling(sampling, other_attributes=infill_other_attributes(
+            keep_latents, like, rhythm, polyphony, _shifts), **sampling_fields)
         g = self._genre(genre)
         if not self.can_infill:
             raise UserError(f"{self.run_dir} was trained without infilling: train a model with "
@@ -487,6 +486,13 @@ class MusicVAE:
 
 
 PRIORS = ("auto", "learnt", "normal")
+
+
+def infill_other_attributes(keep_latents: bool, like, rhythm, polyphony, shifts=None) -> bool:
+    """Whether an infill decodes latents taken from a song (its own, or ``like``'s) with other
+    attributes than those bars' (given classes, or shifts): its default guidance is then 0."""
+    fixed = keep_latents or like is not None  # latents from a song, not from the prior
+    return fixed and (rhythm is not None or polyphony is not None or any(shifts or ()))
 SAMPLING_FIELDS = {f.name for f in fields(Sampling)} - {"max_bar_tokens"}
 
 

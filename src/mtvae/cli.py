@@ -190,8 +190,10 @@ def _infill(args) -> int:
     from . import validate as V
 
     rhythm, polyphony = _classes("rhythm", args.rhythm), _classes("polyphony", args.polyphony)
-    fixed = args.keep_latents or args.like is not None  # the API's rule for the guidance
-    m, s = _load(args, other_attributes=fixed and (rhythm is not None or polyphony is not None))
+    from .api import infill_other_attributes
+
+    m, s = _load(args, other_attributes=infill_other_attributes(args.keep_latents, args.like,
+                                                                rhythm, polyphony))
     score = m.infill(args.input, args.bars, like=args.like, keep_latents=args.keep_latents,
                      rhythm=rhythm, polyphony=polyphony, genre=args.genre, sampling=s)
     ranges = V.bar_ranges(args.bars, len(m.read(args.input).bar_starts))

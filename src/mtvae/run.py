@@ -18,6 +18,7 @@ missing, damaged or foreign file is one line, never a traceback). How files reac
 
 from __future__ import annotations
 
+import csv
 import json
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +36,9 @@ PRIOR = "prior.safetensors"
 METRICS = "metrics.csv"
 SUMMARY = "summary.json"
 LOSS_PLOT = "loss.png"
+# metrics.csv's columns (train writes a row every log_every steps and at each validation)
+METRIC_FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "lr",
+                 "tokens_per_s", "elapsed_s"]
 # what a run folder may hold (besides temporary files): a folder with anything else is not a
 # run, and is never cleared
 FILES = {CONFIG, TOKENIZER, BEST, LAST, STATE, PRIOR, ck.JOURNAL, METRICS, SUMMARY, LOSS_PLOT,
@@ -182,10 +186,23 @@ class RunDir:
     # ------------------------------------------------------------------ reports
     def metrics(self) -> list[dict]:
         """metrics.csv's rows (step, split, losses, ...), as training wrote them."""
-        import csv
-
         with open(self.path / METRICS) as f:
             return list(csv.DictReader(f))
+
+    def append_metrics(self, row: dict) -> None:
+        path = self.path / METRICS
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def rewrite_metrics(self, history: list[dict]) -> None:
+        """metrics.csv holding exactly ``history`` (a resumed run's, up to its checkpoint)."""
+        text = [",".join(METRIC_FIELDS)]
+        text += [",".join(str(row.get(k, "")) for k in METRIC_FIELDS) for row in history]
+        ck.write_text(self.path / METRICS, "\n".join(text) + "\n")
 
     def write_json(self, name: str, obj: dict) -> None:
         ck.write_text(self.path / name, json.dumps(obj, indent=2))

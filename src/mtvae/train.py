@@ -12,7 +12,6 @@ files are ``RunDir``'s (``run.py``); the learnt prior fitted at the end is
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import shutil
@@ -36,8 +35,6 @@ from .errors import UserError
 from .model import MTVAE
 from .run import RunDir
 
-FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", "recon", "lr",
-          "tokens_per_s", "elapsed_s"]
 
 
 def beta_at(step: int, t: TrainConfig) -> float:
@@ -182,24 +179,13 @@ class Trainer:
     # ------------------------------------------------------------------ files
     def write_metrics(self, row: dict) -> None:
         self.history.append(row)
-        if not self.is_main:
-            return
-        path = self.run / R.METRICS
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        if self.is_main:
+            self.run.append_metrics(row)
 
     def rewrite_metrics(self) -> None:
         """On resume: the CSV holds exactly the history of the checkpoint."""
-        if not self.is_main:
-            return
-        text = [",".join(FIELDS)]
-        for row in self.history:
-            text.append(",".join(str(row.get(k, "")) for k in FIELDS))
-        ck.write_text(self.run / R.METRICS, "\n".join(text) + "\n")
+        if self.is_main:
+            self.run.rewrite_metrics(self.history)
 
     def save(self, best: bool) -> None:
         if not self.is_main:

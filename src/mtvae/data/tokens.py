@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import symusic
 from miditok import REMI, TokenizerConfig
+
+from ..errors import UserError
 
 NUM_CLASSES = 8
 POS_PER_BEAT = 8
@@ -56,10 +59,6 @@ def make_tokenizer() -> REMI:
 def load_tokenizer(folder):
     """The tokenizer saved in a RUN_DIR or DATA_DIR (``tokenizer.json``); a missing or
     damaged file is one line."""
-    from pathlib import Path
-
-    from ..errors import UserError
-
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise UserError(f"{path} is missing")
