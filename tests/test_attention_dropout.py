@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from mtvae.model import attention
-from mtvae.model.attention import Attention, drop_mask, dropout_attention
+from mtvae.model.attention import (
+    Attention, Dropout, additive_mask, causal_mask, drop_mask, dropout_attention,
+)
 
 
 def make(dropout=0.5):
@@ -18,17 +20,18 @@ def make(dropout=0.5):
 @pytest.mark.parametrize("causal", [True, False])
 def test_training_drops_attention_weights_and_evaluation_does_not(causal):
     attn, x, pos = make()
-    prefix = attn.project_kv(torch.randn(2, 3, 16), torch.arange(-3, 0))  # a memory
+    prefix = (attn.project_kv(torch.randn(2, 3, 16)), torch.arange(-3, 0))  # a memory
+    mask = causal_mask(6, 3, "cpu") if causal else None
     attn.train()
-    a, _ = attn(x, pos, prefix, causal)
-    b, _ = attn(x, pos, prefix, causal)
+    a, _ = attn(x, pos, prefix, mask)
+    b, _ = attn(x, pos, prefix, mask)
     assert not torch.allclose(a, b)
     attn.eval()
-    a, _ = attn(x, pos, prefix, causal)
-    b, _ = attn(x, pos, prefix, causal)
+    a, _ = attn(x, pos, prefix, mask)
+    b, _ = attn(x, pos, prefix, mask)
     assert torch.equal(a, b)
     with torch.no_grad():
-        assert torch.allclose(a, make(dropout=0.0)[0].eval()(x, pos, prefix, causal)[0])
+        assert torch.allclose(a, make(dropout=0.0)[0].eval()(x, pos, prefix, mask)[0])
 
 
 def test_no_dropout_in_training_when_it_is_zero():
@@ -54,7 +57,8 @@ def test_dropout_attention_is_sdpa_with_the_drawn_weights_dropped(S, T, mask, mo
     p = 0.25
     dropped = torch.rand(2, 2, S, T) < p
     monkeypatch.setattr(attention, "drop_mask", lambda shape, p_, device: dropped)
-    out = dropout_attention(q, k, v, mask, p)
+    bias = None if mask is None else additive_mask(mask)
+    out = dropout_attention(q, k, v, bias, p)
     # reference: the softmax weights of the unfused SDPA, the same ones dropped
     bias = torch.zeros(S, T) if mask is None else torch.zeros(mask.shape).masked_fill(
         ~mask, float("-inf"))
@@ -67,7 +71,7 @@ def test_dropout_attention_is_sdpa_with_the_drawn_weights_dropped(S, T, mask, mo
     # nothing dropped: exactly SDPA's result (up to the 1 / (1 - p) scale)
     monkeypatch.setattr(attention, "drop_mask", lambda shape, p_, device: torch.zeros(shape,
                                                                                        dtype=bool))
-    torch.testing.assert_close(dropout_attention(q, k, v, mask, p) * (1 - p),
+    torch.testing.assert_close(dropout_attention(q, k, v, bias, p) * (1 - p),
                                F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
@@ -78,3 +82,23 @@ def test_drop_mask_rate_and_seeding():
     assert abs(m.float().mean().item() - 0.1) < 0.005
     torch.manual_seed(0)
     assert torch.equal(drop_mask((3, 5, 7, 1001), 0.1, "cpu"), m)
+
+
+def test_dropout_drops_at_its_rate_scales_survivors_and_only_in_training():
+    drop = Dropout(0.2)
+    x = torch.randn(64, 128, 32)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.2) < 0.01
+    torch.testing.assert_close(y[kept], x[kept] / 0.8)
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # the default generator: seeded and resumed like torch's
+    drop.eval()
+    assert torch.equal(drop(x), x)
+
+
+def test_the_causal_mask_shows_the_prefix_and_the_past():
+    m = causal_mask(3, 2, "cpu")
+    assert torch.equal(m == 0, torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]],
+                                            dtype=torch.bool))

@@ -175,3 +175,20 @@ def test_written_files_get_the_users_umask(tmp_path, umask, mode):
         os.umask(old)
     for name in ("settings.json", "weights"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_the_memory_caches_the_keys_and_values_its_states_project_to(tiny_data):
+    """Keys/values are projected once per token (in its segment) and carried: they must be
+    what projecting the memory's states again would give, and the compressed memory's must
+    fill as slots are made."""
+    model = build(tiny_data).eval()
+    cfg = model.cfg
+    batch = batch_of(tiny_data, model, segments=6, size=2)
+    cond = torch.randn(2, batch.inputs.shape[1], model.d_cond)
+    with torch.no_grad():
+        _, memory, _ = model.decode(batch.inputs, cond)
+        assert memory.lengths == (cfg.mem_len, cfg.cmem_len)
+        for i, blk in enumerate(model.decoder.blocks):
+            again = blk.attn.project_kv(blk.ln1(memory.mem[i]))
+            torch.testing.assert_close(memory.mem_kv[i], again, atol=1e-5, rtol=1e-5)
+            assert memory.cmem_kv[i].shape == (2, cfg.cmem_len, 2 * cfg.d_model)

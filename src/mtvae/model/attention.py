@@ -55,15 +55,39 @@ def drop_mask(shape, p: float, device) -> torch.Tensor:
     return (words.view(torch.int16)[:n] < round(p * 65536) - 32768).view(shape)
 
 
-def dropout_attention(q, k, v, mask: torch.Tensor | None, p: float) -> torch.Tensor:
-    """``F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)``, unfused:
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask comes from ``drop_mask`` on CPU (``bernoulli_`` draws one
+    scalar random number per element: ~3% of a ``small`` training step)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        return x.masked_fill(drop_mask(x.shape, self.p, x.device), 0.0) * (1.0 / (1.0 - self.p))
+
+
+def additive_mask(allowed: torch.Tensor) -> torch.Tensor:
+    """A bool mask (True where attention is allowed) as the float bias attention adds to its
+    scores (0 or -inf): built once per segment for all layers, and free in the backward pass
+    (unlike ``masked_fill``)."""
+    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(allowed.device)
+
+
+def causal_mask(S: int, P: int, device) -> torch.Tensor:
+    """Additive mask [S, P + S]: a segment of S tokens sees all P prefix slots and itself
+    causally."""
+    i = torch.arange(S, device=device)[:, None]
+    j = torch.arange(P + S, device=device)[None, :]
+    return additive_mask((j < P) | (j - P <= i))
+
+
+def dropout_attention(q, k, v, bias: torch.Tensor | None, p: float) -> torch.Tensor:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)``, unfused:
     softmax weights dropped with probability ``p``, survivors scaled by 1 / (1 - p).
-    ``mask``: bool, True where attention is allowed; every query must see at least one key
-    (true of the causal mask and of the encoder's, which always allows a token itself)."""
+    ``bias``: additive (``additive_mask``); every query must see at least one key (true of
+    the causal mask and of the encoder's, which always allows a token itself)."""
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1))
-    if mask is not None:  # additive bias: its backward is free, unlike masked_fill's
-        bias = torch.zeros(mask.shape, dtype=scores.dtype, device=scores.device)
-        scores = scores.add_(bias.masked_fill_(~mask, float("-inf")))
+    if bias is not None:
+        scores = scores.add_(bias)
     weights = scores.softmax(-1).masked_fill(drop_mask(scores.shape, p, q.device), 0.0)
     return torch.matmul(weights, v) * (1.0 / (1.0 - p))
 
@@ -81,11 +105,16 @@ class Attention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, D] -> [B, H, T, dh]
         return x.unflatten(-1, (self.h, self.dh)).transpose(1, 2)
 
-    def project_kv(self, x: torch.Tensor, positions: torch.Tensor):
-        """Keys (rotated) and values of states ``x`` at ``positions``: the prefix's cache."""
+    def project_kv(self, x: torch.Tensor) -> torch.Tensor:
+        """Keys and values of states ``x`` [B, T, D] -> [B, T, 2D], unrotated (rotary
+        positions are applied where they are used: a memory's keys and values are projected
+        once, when their tokens are the segment, and cached; see ``decoder.Memory``)."""
         d = x.shape[-1]
-        w, b = self.qkv.weight[d:], self.qkv.bias[d:]
-        k, v = F.linear(x, w, b).chunk(2, dim=-1)
+        return F.linear(x, self.qkv.weight[d:], self.qkv.bias[d:])
+
+    def rotated_prefix(self, kv: torch.Tensor, positions: torch.Tensor):
+        """(keys rotated to ``positions``, values), each [B, H, T, dh], of cached ``kv``."""
+        k, v = kv.chunk(2, dim=-1)
         cos, sin = self.rotary(positions)
         return apply_rotary(self._heads(k), cos, sin), self._heads(v)
 
@@ -93,7 +122,8 @@ class Attention(nn.Module):
         """Cached decoding of one token: its key/value go into the preallocated buffers at
         ``fill`` and it attends over everything before and including it (no copies).
         ``cos_sin``: the rotary terms of its position (computed once for all layers);
-        ``w``: the layer's transposed weights (``decoder.LayerWeights``)."""
+        ``w``: the layer's transposed weights (``decoder.LayerWeights``).
+        Returns (output [B, 1, D], the token's unrotated key|value [B, 1, 2D])."""
         qkv = torch.addmm(w.qkv_b, x[:, 0], w.qkv_w)[:, None]
         d = qkv.shape[-1] // 3
         cos, sin = cos_sin
@@ -104,32 +134,29 @@ class Attention(nn.Module):
         kbuf[:, :, fill:fill + 1] = qk[:, self.h:]
         vbuf[:, :, fill:fill + 1] = self._heads(qkv[..., 2 * d:])
         out = F.scaled_dot_product_attention(q, kbuf[:, :, :fill + 1], vbuf[:, :, :fill + 1])
-        return torch.addmm(w.out_b, out.transpose(1, 2).flatten(1), w.out_w)[:, None]
+        return torch.addmm(w.out_b, out.transpose(1, 2).flatten(1), w.out_w)[:, None], qkv[..., d:]
 
-    def forward(self, x, positions, prefix=None, causal=True, attn_mask=None):
-        """Attend from ``x`` [B, S, D] over ``prefix`` (all visible) then ``x`` itself.
+    def forward(self, x, positions, prefix=None, mask=None):
+        """Attend from ``x`` [B, S, D] at ``positions`` over ``prefix`` then ``x`` itself.
 
-        prefix: (k, v) from ``project_kv`` or None. Returns (output, (k, v) of x).
-        attn_mask: bool, broadcastable to [B, H, S, T], True where attention is allowed.
+        prefix: (kv [B, P, 2D] from ``project_kv``, positions [P]) or None.
+        mask: additive (``additive_mask``, ``causal_mask``), broadcastable to [B, H, S, P + S],
+        or None (all visible).
+        Returns (output, unrotated key|value of x [B, S, 2D]: what a memory caches).
         """
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        cos, sin = self.rotary(positions)
-        q = apply_rotary(self._heads(q), cos, sin)
+        d = x.shape[-1]
+        qkv = self.qkv(x)
+        q, own = qkv[..., :d], qkv[..., d:]
+        kv, kpos = own, positions
+        if prefix is not None:
+            kv = torch.cat([prefix[0], own], dim=1)
+            kpos = torch.cat([prefix[1].float(), positions.float()])
+        k, v = kv.chunk(2, dim=-1)
+        cos, sin = self.rotary(kpos)  # queries take the last S rows: their own positions
+        S, T = q.shape[1], k.shape[1]
+        q = apply_rotary(self._heads(q), cos[T - S:], sin[T - S:])
         k = apply_rotary(self._heads(k), cos, sin)
         v = self._heads(v)
-        own = (k, v)
-        if prefix is not None:
-            k = torch.cat([prefix[0], k], dim=2)
-            v = torch.cat([prefix[1], v], dim=2)
-        S, T = q.shape[2], k.shape[2]
-        mask = None
-        if causal:
-            P = T - S
-            i = torch.arange(S, device=x.device)[:, None]
-            j = torch.arange(T, device=x.device)[None, :]
-            mask = (j < P) | (j - P <= i)
-        if attn_mask is not None:
-            mask = attn_mask if mask is None else (mask & attn_mask)
         # attention dropout in training only (``step``, cached decoding, never drops)
         p = self.dropout if self.training else 0.0
         if p > 0 and q.device.type == "cpu":  # the fused CPU kernel takes no dropout

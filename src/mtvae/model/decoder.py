@@ -5,6 +5,12 @@ the bar conditioning is added ("in-attention", MuseMorphose). After a full segme
 layer's inputs join its memory (detached: truncated back-propagation); what overflows the
 memory is compressed at ratio ``c`` into the compressed memory, and the attention-
 reconstruction loss for that compression is returned.
+
+The memory keeps, beside each layer's states, their keys and values (unrotated, detached):
+a token's are projected once, when it is in the segment, and a compressed slot's once, when
+it is made; positions are applied by rotation where they are read. Re-projecting the
+memory's ``M + C`` states in every layer of every segment was ~25% of the decoder's forward
+arithmetic (and as much again in the backward pass).
 """
 
 from __future__ import annotations
@@ -16,20 +22,24 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .memory import Compressor, reconstruction_loss
+from .attention import causal_mask
+from .memory import Compressor, content_kv, reconstruction_loss
 from .vae import Block
 
 
 @dataclass
 class Memory:
-    """Per layer: memory [B, M, D] and compressed memory [B, C, D] (layer inputs)."""
+    """Per layer: the memory's states [B, M, D] (layer inputs: what is compressed when they
+    leave), and the unrotated keys|values [B, ·, 2D] of the memory (``mem_kv``) and of the
+    compressed memory (``cmem_kv``), all detached."""
 
     mem: list[torch.Tensor]
-    cmem: list[torch.Tensor]
+    mem_kv: list[torch.Tensor]
+    cmem_kv: list[torch.Tensor]
 
     @property
     def lengths(self) -> tuple[int, int]:
-        return self.mem[0].shape[1], self.cmem[0].shape[1]
+        return self.mem[0].shape[1], self.cmem_kv[0].shape[1]
 
 
 class LayerWeights(NamedTuple):
@@ -64,6 +74,7 @@ class DecodeState:
 
     memory: Memory
     inputs: list[list[torch.Tensor]]  # per layer, one [B, 1, D] per token of the segment
+    kvs: list[list[torch.Tensor]]  # per layer, each such token's unrotated key|value [B, 1, 2D]
     kbuf: list[torch.Tensor]  # per layer [B, H, P + seg_len, dh]
     vbuf: list[torch.Tensor]
     prefix_len: int  # P
@@ -93,8 +104,9 @@ class Decoder(nn.Module):
 
     def empty_memory(self, batch: int, device, dtype=torch.float32) -> Memory:
         z = torch.zeros(batch, 0, self.cfg.d_model, device=device, dtype=dtype)
+        z2 = torch.zeros(batch, 0, 2 * self.cfg.d_model, device=device, dtype=dtype)
         n = len(self.blocks)
-        return Memory([z] * n, [z] * n)
+        return Memory([z] * n, [z2] * n, [z2] * n)
 
     def prefix_positions(self, memory: Memory, device) -> torch.Tensor:
         """Positions of [compressed memory; memory] relative to the segment's first token.
@@ -108,13 +120,12 @@ class Decoder(nn.Module):
         mpos = torch.arange(-M, 0, device=device)
         return torch.cat([cpos.float(), mpos.float()])
 
-    def layer_prefix(self, layer: int, memory: Memory, ppos: torch.Tensor):
-        """(k, v) of a layer's [compressed memory; memory], or None when both are empty."""
-        states = torch.cat([memory.cmem[layer], memory.mem[layer]], dim=1)
-        if states.shape[1] == 0:
-            return None
-        blk = self.blocks[layer]
-        return blk.attn.project_kv(blk.ln1(states), ppos)
+    @staticmethod
+    def layer_prefix(layer: int, memory: Memory) -> torch.Tensor | None:
+        """Unrotated keys|values [B, C + M, 2D] of a layer's [compressed memory; memory], or
+        None when both are empty."""
+        kv = torch.cat([memory.cmem_kv[layer], memory.mem_kv[layer]], dim=1)
+        return kv if kv.shape[1] else None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor, memory: Memory, push: bool = True):
         """One segment. x [B, S, D] embeddings, cond [B, S, d_cond].
@@ -123,14 +134,17 @@ class Decoder(nn.Module):
         """
         ppos = self.prefix_positions(memory, x.device)
         pos = torch.arange(x.shape[1], device=x.device)
-        inputs = []
+        mask = causal_mask(x.shape[1], len(ppos), x.device)
+        inputs, kvs = [], []
         for i, blk in enumerate(self.blocks):
             x = x + self.cond[i](cond)
             inputs.append(x)
-            x, _ = blk(x, pos, self.layer_prefix(i, memory, ppos))
+            kv = self.layer_prefix(i, memory)
+            x, own = blk(x, pos, None if kv is None else (kv, ppos), mask)
+            kvs.append(own)
         recon = x.new_zeros(())
         if push:
-            memory, recon = self.push(memory, inputs)
+            memory, recon = self.push(memory, inputs, kvs)
         return self.norm(x), memory, recon
 
     # ------------------------------------------------------------------ cached decoding
@@ -154,13 +168,14 @@ class Decoder(nn.Module):
             shape = (B, blk.attn.h, P + self.cfg.seg_len, blk.attn.dh)
             kb = memory.mem[i].new_empty(shape)
             vb = memory.mem[i].new_empty(shape)
-            prefix = self.layer_prefix(i, memory, ppos)
-            if prefix is not None:
-                kb[:, :, :P], vb[:, :, :P] = prefix
+            kv = self.layer_prefix(i, memory)
+            if kv is not None:
+                kb[:, :, :P], vb[:, :, :P] = blk.attn.rotated_prefix(kv, ppos)
             kbufs.append(kb)
             vbufs.append(vb)
-        return DecodeState(memory, [[] for _ in self.blocks], kbufs, vbufs, P, 0,
-                           fast=fast or self.fast_weights())
+        n = len(self.blocks)
+        return DecodeState(memory, [[] for _ in range(n)], [[] for _ in range(n)], kbufs, vbufs,
+                           P, 0, fast=fast or self.fast_weights())
 
     def step(self, x: torch.Tensor, cond: torch.Tensor, state: DecodeState):
         """One token per sequence: x [B, 1, D], cond [B, 1, d_cond] -> hidden [B, 1, D].
@@ -176,33 +191,41 @@ class Decoder(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = x + state.cond_proj[i]
             state.inputs[i].append(x)
-            x = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill, state.fast.layers[i])
+            x, kv = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill, state.fast.layers[i])
+            state.kvs[i].append(kv)
         state.pos += 1
         if state.pos == self.cfg.seg_len:
             memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],
-                                  with_loss=False)
+                                  [torch.cat(kv, dim=1) for kv in state.kvs], with_loss=False)
             cond_cache = (state.cond, state.cond_proj)
             state = self.start(memory, state.fast)
             state.cond, state.cond_proj = cond_cache
         return self.norm(x), state
 
-    def push(self, memory: Memory, inputs: list[torch.Tensor], with_loss: bool = True):
-        """Append a segment's layer inputs to the memories; compress what overflows."""
+    def push(self, memory: Memory, inputs: list[torch.Tensor], kvs: list[torch.Tensor],
+             with_loss: bool = True):
+        """Append a segment's layer inputs and their keys|values (``Attention.forward``'s
+        ``own``) to the memories; compress what overflows and project the new compressed
+        slots' keys|values once."""
         if self.mem_len == 0:
             return memory, inputs[0].new_zeros(())
-        mems, cmems, losses = [], [], []
-        for i, layer_in in enumerate(inputs):
+        mems, mem_kvs, cmem_kvs, losses = [], [], [], []
+        for i, (layer_in, kv) in enumerate(zip(inputs, kvs)):
             full = torch.cat([memory.mem[i], layer_in.detach()], dim=1)
+            full_kv = torch.cat([memory.mem_kv[i], kv.detach()], dim=1)
             cut = max(full.shape[1] - self.mem_len, 0)
             mems.append(full[:, cut:])
-            cm = memory.cmem[i]
+            mem_kvs.append(full_kv[:, cut:])
+            ckv = memory.cmem_kv[i]
             if self.compress is not None and cut >= self.ratio:
                 old = full[:, cut % self.ratio:cut]  # whole groups of `ratio` states
                 comp = self.compress[i](old)
+                blk = self.blocks[i]
+                comp_kv = content_kv(blk.attn, blk.ln1, comp)  # gradient to the compressor only
                 if with_loss:
-                    blk = self.blocks[i]
-                    losses.append(reconstruction_loss(blk.attn, blk.ln1, layer_in, old, comp))
-                cm = torch.cat([cm, comp.detach()], dim=1)[:, -self.cmem_len:]
-            cmems.append(cm)
+                    losses.append(reconstruction_loss(blk.attn, blk.ln1, layer_in,
+                                                      full_kv[:, cut % self.ratio:cut], comp_kv))
+                ckv = torch.cat([ckv, comp_kv.detach()], dim=1)[:, -self.cmem_len:]
+            cmem_kvs.append(ckv)
         recon = torch.stack(losses).mean() if losses else inputs[0].new_zeros(())
-        return Memory(mems, cmems), recon
+        return Memory(mems, mem_kvs, cmem_kvs), recon

@@ -27,18 +27,26 @@ class Compressor(nn.Module):
         return self.conv(x.transpose(1, 2)).transpose(1, 2)
 
 
-def reconstruction_loss(attn: Attention, norm: nn.LayerNorm, queries: torch.Tensor,
-                        old: torch.Tensor, compressed: torch.Tensor) -> torch.Tensor:
-    """MSE between content attention over ``old`` states and over ``compressed`` ones."""
-    d = queries.shape[-1]
-    w = attn.qkv.weight.detach()
-    b = attn.qkv.bias.detach()
-    ln = lambda x: F.layer_norm(x, (d,), norm.weight.detach(), norm.bias.detach())  # noqa: E731
+def content_kv(attn: Attention, norm: nn.LayerNorm, states: torch.Tensor) -> torch.Tensor:
+    """Unrotated keys|values [B, N, 2D] of ``states`` through the layer's norm and key/value
+    projection with their weights detached (a gradient reaches ``states`` only)."""
+    d = states.shape[-1]
+    x = F.layer_norm(states, (d,), norm.weight.detach(), norm.bias.detach())
+    return F.linear(x, attn.qkv.weight.detach()[d:], attn.qkv.bias.detach()[d:])
 
-    def attend(q, mem):
-        k, v = F.linear(ln(mem), w[d:], b[d:]).chunk(2, dim=-1)
+
+def reconstruction_loss(attn: Attention, norm: nn.LayerNorm, queries: torch.Tensor,
+                        old_kv: torch.Tensor, compressed_kv: torch.Tensor) -> torch.Tensor:
+    """MSE between content attention (no positions) over the old states and over their
+    compressed form, given their unrotated keys|values (``content_kv``; the old states' are
+    the memory's cached ones)."""
+    d = queries.shape[-1]
+    q = F.linear(F.layer_norm(queries.detach(), (d,), norm.weight.detach(), norm.bias.detach()),
+                 attn.qkv.weight.detach()[:d], attn.qkv.bias.detach()[:d])
+
+    def attend(kv):
+        k, v = kv.chunk(2, dim=-1)
         return F.scaled_dot_product_attention(attn._heads(q), attn._heads(k), attn._heads(v))
 
-    q = F.linear(ln(queries.detach()), w[:d], b[:d])
-    target = attend(q, old.detach()).detach()
-    return F.mse_loss(attend(q, compressed), target)
+    target = attend(old_kv.detach()).detach()
+    return F.mse_loss(attend(compressed_kv), target)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .attention import Dropout
 from .decoder import Decoder, Memory
 from .vae import BarEncoder, free_bits_kl, kl_per_dim
 
@@ -31,7 +32,7 @@ class MTVAE(nn.Module):
         self.genre_emb = nn.Embedding(max(cfg.n_genres, 1), cfg.d_attr)
         self.d_cond = (cfg.d_latent if cfg.use_vae else 0) + 3 * cfg.d_attr
         self.decoder = Decoder(cfg, self.d_cond)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.apply(self._init)
         if self.encoder is not None:  # the posterior's width at the start

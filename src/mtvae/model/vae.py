@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import Attention
+from .attention import Attention, Dropout, additive_mask
 
 
 class Block(nn.Module):
@@ -19,18 +19,21 @@ class Block(nn.Module):
         self.attn = Attention(d_model, n_heads, dropout)
         self.ln2 = nn.LayerNorm(d_model)
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
-    def forward(self, x, positions, prefix=None, causal=True, attn_mask=None):
-        a, own = self.attn(self.ln1(x), positions, prefix, causal, attn_mask)
+    def forward(self, x, positions, prefix=None, mask=None):
+        """``mask``: additive (see ``Attention.forward``); the decoder passes its causal one."""
+        a, own = self.attn(self.ln1(x), positions, prefix, mask)
         x = x + self.drop(a)
         return x + self.drop(self.ff(self.ln2(x))), own
 
     def step(self, x, cos_sin, kbuf, vbuf, fill: int, w):
-        """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``LayerWeights``."""
-        x = x + self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w)
+        """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``LayerWeights``.
+        Returns (output, the token's unrotated key|value: ``Attention.step``)."""
+        a, kv = self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w)
+        x = x + a
         h = F.gelu(torch.addmm(w.ff1_b, self.ln2(x)[:, 0], w.ff1_w))
-        return x + torch.addmm(w.ff2_b, h, w.ff2_w)[:, None]
+        return x + torch.addmm(w.ff2_b, h, w.ff2_w)[:, None], kv
 
 
 class BarEncoder(nn.Module):
@@ -51,10 +54,10 @@ class BarEncoder(nn.Module):
         pos = torch.arange(tokens.shape[1], device=tokens.device)
         # attend only inside one's own bar; padding attends to itself (no empty softmax rows)
         same = bar[:, :, None] == bar[:, None, :]
-        mask = (same & (bar[:, None, :] >= 0)) | torch.eye(bar.shape[1], dtype=torch.bool,
-                                                             device=bar.device)
+        mask = additive_mask((same & (bar[:, None, :] >= 0))
+                             | torch.eye(bar.shape[1], dtype=torch.bool, device=bar.device))
         for blk in self.blocks:
-            x, _ = blk(x, pos, causal=False, attn_mask=mask[:, None])
+            x, _ = blk(x, pos, mask=mask[:, None])
         x = self.norm(x)
         R, _, D = x.shape
         idx = bar.clamp(min=0) + torch.arange(R, device=bar.device)[:, None] * n_bars
