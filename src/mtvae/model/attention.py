@@ -118,24 +118,6 @@ class Attention(nn.Module):
         cos, sin = self.rotary(positions)
         return apply_rotary(self._heads(k), cos, sin), self._heads(v)
 
-    def step(self, x, cos_sin, kbuf, vbuf, fill: int, w):
-        """Cached decoding of one token: its key/value go into the preallocated buffers at
-        ``fill`` and it attends over everything before and including it (no copies).
-        ``cos_sin``: the rotary terms of its position (computed once for all layers);
-        ``w``: the layer's transposed weights (``decoder.LayerWeights``).
-        Returns (output [B, 1, D], the token's unrotated key|value [B, 1, 2D])."""
-        qkv = torch.addmm(w.qkv_b, x[:, 0], w.qkv_w)[:, None]
-        d = qkv.shape[-1] // 3
-        cos, sin = cos_sin
-        # rotate queries and keys in one call: heads 0..H-1 are q, H..2H-1 are k
-        qk = apply_rotary(qkv[..., :2 * d].unflatten(-1, (2 * self.h, self.dh)).transpose(1, 2),
-                          cos, sin)
-        q = qk[:, :self.h]
-        kbuf[:, :, fill:fill + 1] = qk[:, self.h:]
-        vbuf[:, :, fill:fill + 1] = self._heads(qkv[..., 2 * d:])
-        out = F.scaled_dot_product_attention(q, kbuf[:, :, :fill + 1], vbuf[:, :, :fill + 1])
-        return torch.addmm(w.out_b, out.transpose(1, 2).flatten(1), w.out_w)[:, None], qkv[..., d:]
-
     def forward(self, x, positions, prefix=None, mask=None):
         """Attend from ``x`` [B, S, D] at ``positions`` over ``prefix`` then ``x`` itself.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
@@ -43,8 +44,13 @@ class Memory:
 
 
 class LayerWeights(NamedTuple):
-    """One decoder layer's linear weights, transposed to [in, out], with their biases."""
+    """One decoder layer's linear weights, transposed to [in, out], with their biases, and
+    its two layer norms' weights and biases."""
 
+    ln1_w: torch.Tensor
+    ln1_b: torch.Tensor
+    ln2_w: torch.Tensor
+    ln2_b: torch.Tensor
     qkv_w: torch.Tensor
     qkv_b: torch.Tensor
     out_w: torch.Tensor
@@ -154,7 +160,9 @@ class Decoder(nn.Module):
             return lin.weight.t().contiguous(), lin.bias.detach()
 
         return FastWeights([
-            LayerWeights(*t(b.attn.qkv), *t(b.attn.out), *t(b.ff[0]), *t(b.ff[2]))
+            LayerWeights(b.ln1.weight.detach(), b.ln1.bias.detach(), b.ln2.weight.detach(),
+                         b.ln2.bias.detach(), *t(b.attn.qkv), *t(b.attn.out), *t(b.ff[0]),
+                         *t(b.ff[2]))
             for b in self.blocks
         ])
 
@@ -182,17 +190,36 @@ class Decoder(nn.Module):
 
         When the segment is full its layer inputs are pushed into the memory exactly as
         ``forward`` does, so the result equals teacher-forced decoding of the same tokens.
+        Each layer is ``Block.forward`` for one token written as a dozen tensor calls on the
+        transposed weights (``FastWeights``): one token at a time, the time of a step is
+        mostly reading weights and the key/value cache, and the calls' own overhead.
         """
-        cos_sin = self.blocks[0].attn.rotary(torch.full((1,), state.pos, device=x.device))
+        B, D = x.shape[0], x.shape[-1]
+        attn = self.blocks[0].attn
+        H, dh = attn.h, attn.dh
+        cos, sin = attn.rotary(torch.full((1,), state.pos, device=x.device))
+        half = dh // 2
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)  # rotate_half's signs
         fill = state.prefix_len + state.pos
         if state.cond is None or not torch.equal(cond, state.cond):  # a bar's condition is
             state.cond = cond  # fixed, so its projections are computed once per bar
-            state.cond_proj = [proj(cond) for proj in self.cond]
-        for i, blk in enumerate(self.blocks):
+            state.cond_proj = [proj(cond)[:, 0] for proj in self.cond]
+        x = x[:, 0]
+        for i, w in enumerate(state.fast.layers):
             x = x + state.cond_proj[i]
-            state.inputs[i].append(x)
-            x, kv = blk.step(x, cos_sin, state.kbuf[i], state.vbuf[i], fill, state.fast.layers[i])
-            state.kvs[i].append(kv)
+            state.inputs[i].append(x[:, None])
+            qkv = torch.addmm(w.qkv_b, F.layer_norm(x, (D,), w.ln1_w, w.ln1_b), w.qkv_w)
+            qk = qkv[:, :2 * D].view(B, 2 * H, dh)  # heads 0..H-1 are q, H..2H-1 are k
+            qk = qk * cos + torch.cat([qk[..., half:], qk[..., :half]], dim=-1) * sin
+            kb, vb = state.kbuf[i], state.vbuf[i]
+            kb[:, :, fill] = qk[:, H:]
+            vb[:, :, fill] = qkv[:, 2 * D:].view(B, H, dh)
+            out = F.scaled_dot_product_attention(qk[:, :H, None], kb[:, :, :fill + 1],
+                                                 vb[:, :, :fill + 1])
+            x = torch.addmm(x, out.reshape(B, D), w.out_w).add_(w.out_b)
+            h = F.gelu(torch.addmm(w.ff1_b, F.layer_norm(x, (D,), w.ln2_w, w.ln2_b), w.ff1_w))
+            x = torch.addmm(x, h, w.ff2_w).add_(w.ff2_b)
+            state.kvs[i].append(qkv[:, None, D:])
         state.pos += 1
         if state.pos == self.cfg.seg_len:
             memory, _ = self.push(state.memory, [torch.cat(xs, dim=1) for xs in state.inputs],
@@ -200,7 +227,7 @@ class Decoder(nn.Module):
             cond_cache = (state.cond, state.cond_proj)
             state = self.start(memory, state.fast)
             state.cond, state.cond_proj = cond_cache
-        return self.norm(x), state
+        return self.norm(x[:, None]), state
 
     def push(self, memory: Memory, inputs: list[torch.Tensor], kvs: list[torch.Tensor],
              with_loss: bool = True):

@@ -4,7 +4,6 @@ the KL term with free bits."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import Attention, Dropout, additive_mask
@@ -26,14 +25,6 @@ class Block(nn.Module):
         a, own = self.attn(self.ln1(x), positions, prefix, mask)
         x = x + self.drop(a)
         return x + self.drop(self.ff(self.ln2(x))), own
-
-    def step(self, x, cos_sin, kbuf, vbuf, fill: int, w):
-        """One token ([B, 1, D]) of cached decoding; ``w``: this block's ``LayerWeights``.
-        Returns (output, the token's unrotated key|value: ``Attention.step``)."""
-        a, kv = self.attn.step(self.ln1(x), cos_sin, kbuf, vbuf, fill, w)
-        x = x + a
-        h = F.gelu(torch.addmm(w.ff1_b, self.ln2(x)[:, 0], w.ff1_w))
-        return x + torch.addmm(w.ff2_b, h, w.ff2_w)[:, None], kv
 
 
 class BarEncoder(nn.Module):
