@@ -69,7 +69,8 @@ def additive_mask(allowed: torch.Tensor) -> torch.Tensor:
     """A bool mask (True where attention is allowed) as the float bias attention adds to its
     scores (0 or -inf): built once per segment for all layers, and free in the backward pass
     (unlike ``masked_fill``)."""
-    return torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).to(allowed.device)
+    bias = torch.zeros(allowed.shape, device=allowed.device)
+    return bias.masked_fill_(~allowed, float("-inf"))
 
 
 def causal_mask(S: int, P: int, device) -> torch.Tensor:
