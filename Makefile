@@ -7,7 +7,10 @@ DEMO_OUT ?= out/demo
 DEMO_SOURCE ?= music21:bach
 DEMO_MINUTES ?= 5
 
-.PHONY: install test test-fast demo bench clean
+STUDIO_RUN ?= pretrained
+STUDIO_STAMP := $(VENV)/.studio-stamp
+
+.PHONY: install test test-fast demo studio bench clean
 
 # torch is pinned and installed first: the CPU wheel on these machines. The package's own
 # torch requirement is a range that 2.13.0 satisfies, so nothing bigger is pulled after it.
@@ -30,6 +33,14 @@ test-fast: install
 
 demo: install
 	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) --source $(DEMO_SOURCE)
+
+$(STUDIO_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[studio]'
+	touch $(STUDIO_STAMP)
+
+# the local web page (http://127.0.0.1:7860); STUDIO_RUN=runs/mine for another model
+studio: $(STUDIO_STAMP)
+	$(BIN)/mtvae studio $(STUDIO_RUN)
 
 bench: install
 	$(BIN)/python bench/prepare.py

@@ -244,3 +244,18 @@ def test_a_crash_leaves_no_trusted_data_dir(tmp_path, nottingham, monkeypatch):
     assert (good / "manifest.csv").read_text() == before
     assert len(DataDir(good).split("train")) > 0
     assert not list(good.glob(".staging-*"))
+
+
+def test_a_genre_named_source_gives_its_songs_that_genre(nottingham, tmp_path):
+    """Corpora mixed in one DATA_DIR keep apart: GENRE=SOURCE labels every song it lists."""
+    a, b = tmp_path / "reels", tmp_path / "jigs"
+    for k in range(3):
+        put(nottingham[k], a / f"r{k}.mid")
+        put(nottingham[20 + k], b / f"j{k}.mid")
+    out = tmp_path / "data"
+    r = prepare([f"reel={a}", f"jig={b}"], out, genres=["jig"], workers=1, progress=False)
+    assert r["kept"] == 3 and r["filtered_genre"] == 3
+    assert {row["genre"] for row in manifest(out)} == {"jig"}
+    assert DataDir(out).meta["genres"] == ["unknown", "jig"]
+    with pytest.raises(UserError, match="source not found"):
+        prepare([f"reel={tmp_path / 'nowhere'}"], tmp_path / "x", workers=1, progress=False)

@@ -13,6 +13,7 @@ import errno
 import os
 import sys
 
+from .config import PRESETS
 from .errors import UserError
 
 DEFAULT_SOURCE = "music21:bach"
@@ -263,6 +264,28 @@ def _demo(args) -> int:
     return 0
 
 
+def _studio(args) -> int:
+    from . import validate as V
+
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise UserError("the studio needs Gradio: pip install 'mtvae[studio]' (or make studio)")
+    from .studio import serve
+
+    port = V.integer("port", args.port, 1, 65535)
+    print(f"mtvae studio: loading {args.run_dir} ...", file=sys.stderr, flush=True)
+    _, url = serve(args.run_dir, host=args.host, port=port, device=args.device, block=False)
+    print(f"mtvae studio: serving {args.run_dir} at {url} (Ctrl-C stops it)", flush=True)
+    try:
+        import threading
+
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("mtvae studio: stopped", file=sys.stderr)
+    return 0
+
+
 def _add_max_bars(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bars", type=int, default=2048, metavar="N",
                    help="refuse MIDI longer than N bars after trimming silence (default 2048)")
@@ -319,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp = sub.add_parser(
         "prepare", help="MIDI sources -> tokens, bars and attributes in DATA_DIR",
         description="SOURCE: a folder of MIDI files, lakh:PATH (clean_midi or lmd_matched), "
-        f"or music21:NAME[,NAME...]. Default: {DEFAULT_SOURCE}.",
+        "or music21:NAME[,NAME...]; GENRE=SOURCE gives all its songs that genre "
+        f"(pop=data/pop909). Default: {DEFAULT_SOURCE}.",
     )
     pp.add_argument("sources", nargs="*", metavar="SOURCE")
     pp.add_argument("--out", required=True, metavar="DATA_DIR")
@@ -343,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train, or with --resume continue, a model; writes RUN_DIR.")
     pt.add_argument("data_dir", metavar="DATA_DIR")
     pt.add_argument("--out", required=True, metavar="RUN_DIR")
-    pt.add_argument("--preset", choices=("tiny", "small", "base"), help="default: small")
+    pt.add_argument("--preset", choices=tuple(PRESETS), help="default: small")
     pt.add_argument("--max-steps", type=int)
     pt.add_argument("--max-minutes", type=float)
     pt.add_argument("--batch-size", type=int)
@@ -500,9 +524,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="out/demo", metavar="OUT_DIR")
     g.add_argument("--minutes", type=float, default=5.0, help="training time")
     g.add_argument("--source", default=DEFAULT_SOURCE)
-    g.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"))
+    g.add_argument("--preset", default="tiny", choices=tuple(PRESETS))
     g.add_argument("--max-files", type=int)
     g.set_defaults(func=_demo)
+
+    g = sub.add_parser("studio", help="a local web page to make music with a model")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("--port", type=int, default=7860)
+    g.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default 127.0.0.1: this machine only)")
+    g.add_argument("--device", default="cpu")
+    g.set_defaults(func=_studio)
     return p
 
 

@@ -7,7 +7,11 @@ A SOURCE string names one of three kinds of collection:
   ``Artist/Title.1.mid`` for other versions of the same song) or the ``lmd_matched`` /
   ``lmd_aligned`` layout (``R/R/R/TRxxxxxxxxxxxxxxxx/<md5>.mid``, the folder is the MSD track id);
 * ``music21:NAME[,NAME...]`` — works of the corpus that ships inside music21, converted to
-  MIDI on first use and cached (see ``materialize``).
+  MIDI on first use and cached (see ``materialize``); a work's genre is its collection's name.
+
+Any of them may be prefixed ``GENRE=`` (``pop=data/pop909``, ``folk=music21:essen,oneills``):
+every song it lists gets that genre, over any label, so corpora mixed in one DATA_DIR keep
+apart under ``--genre``.
 
 Listing is cheap (no file is parsed); reading bytes happens in the worker processes.
 """
@@ -18,12 +22,13 @@ import csv
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
 
 MIDI_SUFFIXES = {".mid", ".midi"}
+GENRE_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,63})=(.+)$")  # "pop=PATH"
 MSD_ID = re.compile(r"^TR[A-Z0-9]{16}$")
 VERSION_SUFFIX = re.compile(r"\.\d+$")  # clean_midi's "Title.1.mid" duplicates
 
@@ -138,6 +143,10 @@ def read_labels(path: str | os.PathLike) -> Labels:
 
 def list_source(spec: str, labels: Labels | None = None) -> list[SourceItem]:
     """List the songs of one SOURCE string, with labels applied. Raises ``UserError``."""
+    named = GENRE_PREFIX.match(spec)
+    if named and not Path(spec).expanduser().exists():  # a folder may itself be named "a=b"
+        genre, inner = named.groups()
+        return [replace(item, genre=genre) for item in list_source(inner, labels)]
     if spec.startswith("music21:"):
         return _list_music21(spec)
     root_str = spec[len("lakh:"):] if spec.startswith("lakh:") else spec
