@@ -59,7 +59,8 @@ class Studio:
 
     # ------------------------------------------------------------------ inputs
     def song(self, path, what: str = "song"):
-        """An uploaded file as the song mtvae reads (``EncodedInput``), or a one-line refusal."""
+        """An uploaded file's path once mtvae has read it, with the bars it read
+        (``EncodedInput``), or a one-line refusal."""
         if not path:
             raise UserError(f"upload a MIDI file as the {what} first")
         p = Path(path)
@@ -69,7 +70,10 @@ class Studio:
         if size > MAX_UPLOAD_BYTES:
             raise UserError(f"the {what} is {size / 2**20:.1f} MB; the studio takes MIDI files "
                             f"up to {MAX_UPLOAD_BYTES // 2**20} MB")
-        return self.vae.read(p)
+        try:
+            return str(p), self.vae.read(p)
+        except UserError as e:  # name the upload as the user knows it, not the server's path
+            raise UserError(str(e).replace(str(p), p.name)) from None
 
     @staticmethod
     def curve(text: str | None, what: str) -> list[int] | None:
@@ -133,19 +137,19 @@ class Studio:
                          pieces)
 
     def continue_(self, pieces, song, bars, **s):
-        enc = self.song(song)
+        song, enc = self.song(song)
         bars = self.bars(bars)
-        score = self.vae.continue_(enc, bars=bars, **s)
+        score = self.vae.continue_(song, bars=bars, **s)
         n = len(enc.bar_starts)
         return self.keep(score, f"continue: {bars} bars after {Path(song).name}", pieces,
                          shade=[(n, n + bars)])
 
     def infill(self, pieces, song, ranges, like, **s):
-        enc = self.song(song)
+        song, _ = self.song(song)
         if not ranges or not str(ranges).strip():
             raise UserError("say which bars to rewrite, e.g. 9-12 or 3-4,11-12")
-        like_enc = self.song(like, "second song") if like else None
-        score = self.vae.infill(enc, str(ranges).strip(), like=like_enc, **s)
+        like = self.song(like, "second song")[0] if like else None
+        score = self.vae.infill(song, str(ranges).strip(), like=like, **s)
         shade = []
         for part in str(ranges).split(","):
             a, _, b = part.strip().partition("-")
@@ -155,21 +159,21 @@ class Studio:
                          + (f", like {Path(like).name}" if like else ""), pieces, shade=shade)
 
     def transfer(self, pieces, song, genre, rhythm_shift, polyphony_shift, bars, **s):
-        enc = self.song(song)
+        song, _ = self.song(song)
         bars = self.bars(bars)
-        score = self.vae.transfer(enc, genre=genre or None, rhythm_shift=int(rhythm_shift),
+        score = self.vae.transfer(song, genre=genre or None, rhythm_shift=int(rhythm_shift),
                                   polyphony_shift=int(polyphony_shift), bars=bars, **s)
         return self.keep(score, f"transfer: {Path(song).name} to {genre or 'its genre'}, "
                          f"rhythm {int(rhythm_shift):+d}, polyphony {int(polyphony_shift):+d}",
                          pieces)
 
     def interpolate(self, pieces, song, other, steps, bars, **s):
-        a, b = self.song(song), self.song(other, "second song")
+        (song, _), (other, _) = self.song(song), self.song(other, "second song")
         steps, bars = self.bars(steps, "steps", MAX_STEPS), self.bars(bars)
         if steps < 2:
             raise UserError("steps: at least 2 (the two songs' own latents)")
         piece = None
-        for i, score in enumerate(self.vae.interpolate(a, b, steps=steps, bars=bars, **s)):
+        for i, score in enumerate(self.vae.interpolate(song, other, steps=steps, bars=bars, **s)):
             t = i / (steps - 1)
             piece, pieces = self.keep(score, f"interpolate: t={t:.2f} from {Path(song).name} "
                                       f"to {Path(other).name}", pieces)
@@ -238,7 +242,8 @@ def build(vae: MusicVAE, workdir: str | os.PathLike | None = None):
                     with gr.Tab("Sample"):
                         with gr.Row():
                             genre = gr.Dropdown(genres, value=genres[0], label="Genre")
-                            bars = gr.Slider(1, MAX_BARS, 8, step=1, label="Bars")
+                            bars = gr.Slider(1, MAX_BARS, 8, step=1, label="Bars",
+                                             elem_id="bars")
                             meter = gr.Dropdown(meters, value=vae.default_meter(), label="Meter")
                         with gr.Row():
                             rhythm = gr.Textbox(label=f"Rhythm per bar (0-{vae.n_classes - 1}, "
@@ -247,7 +252,8 @@ def build(vae: MusicVAE, workdir: str | os.PathLike | None = None):
                                               "blank: drawn)", placeholder="e.g. 0 0 4 4")
                         sample_btn = gr.Button("Sample", variant="primary", elem_id="sample")
                     with gr.Tab("Continue"):
-                        cont_bars = gr.Slider(1, MAX_BARS, 8, step=1, label="New bars")
+                        cont_bars = gr.Slider(1, MAX_BARS, 8, step=1, label="New bars",
+                                              elem_id="cont_bars")
                         cont_btn = gr.Button("Continue the song", variant="primary",
                                              elem_id="continue")
                     with gr.Tab("Infill"):
