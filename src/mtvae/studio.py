@@ -41,6 +41,7 @@ log = logging.getLogger("mtvae.studio")
 class Piece:
     """One result of this tab: its files and how it was made."""
 
+    number: int  # 1, 2, ... in this tab (never reused, also when old pieces go)
     name: str
     midi: str
     roll: str
@@ -108,7 +109,7 @@ class Studio:
     def keep(self, score, how: str, pieces: list[Piece], shade=None) -> tuple[Piece, list[Piece]]:
         from .render import check_drawable, piano_roll, write_wav
 
-        n = len(pieces) + 1
+        n = pieces[-1].number + 1 if pieces else 1
         kind, _, detail = how.partition(": ")
         stem = self.workdir / uuid.uuid4().hex / f"{n:02d}-{kind}"  # the download's name
         stem.parent.mkdir(parents=True)
@@ -124,7 +125,7 @@ class Studio:
             write_wav(score, wav, quiet=True)
         except UserError as e:
             log.info("no audio for %s: %s", piece_name, e)
-        piece = Piece(piece_name, midi, roll, wav, detail)
+        piece = Piece(n, piece_name, midi, roll, wav, detail)
         return piece, (pieces + [piece])[-MAX_RESULTS:]
 
     # ------------------------------------------------------------------ tasks
