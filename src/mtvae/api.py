@@ -31,7 +31,7 @@ from .data.midi import DEFAULT_LIMITS, Limits, read_midi
 from .errors import UserError
 from .generate import Plan, Sampling, context_bars, generate
 from .latents import encode_bars, slerp
-from .run import BEST, PRIOR, RunDir
+from .run import BEST, PRIOR, RunDir, resolve
 
 Song = "str | os.PathLike | symusic.Score"  # a MIDI path or a parsed score
 
@@ -85,7 +85,7 @@ class MusicVAE:
         "auto" (the learnt prior when the run has one)."""
         if prior not in PRIORS:
             raise UserError(f"--prior {prior!r}: choose from {', '.join(PRIORS)}")
-        run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        run = run_dir if isinstance(run_dir, RunDir) else RunDir(resolve(run_dir))
         if not run.path.is_dir():
             raise UserError(f"RUN_DIR not found: {run}")
         dev = V.device(device)

@@ -529,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=_demo)
 
     g = sub.add_parser("studio", help="a local web page to make music with a model")
-    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default="pretrained",
+                   help="a trained run (default: pretrained, the model that ships with mtvae)")
     g.add_argument("--port", type=int, default=7860)
     g.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only)")

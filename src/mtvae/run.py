@@ -19,6 +19,7 @@ missing, damaged or foreign file is one line, never a traceback). How files reac
 from __future__ import annotations
 
 import csv
+import os
 import json
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +44,26 @@ METRIC_FIELDS = ["step", "split", "loss", "ce", "bits_per_token", "kl", "beta", 
 # run, and is never cleared
 FILES = {CONFIG, TOKENIZER, BEST, LAST, STATE, PRIOR, ck.JOURNAL, METRICS, SUMMARY, LOSS_PLOT,
          ".lock"}
+
+
+PRETRAINED = "pretrained"  # the name of the model that ships inside the package
+
+
+def pretrained_dir() -> Path:
+    """Where the shipped model lives: ``mtvae/pretrained/`` inside the installed package."""
+    return Path(__file__).resolve().parent / PRETRAINED
+
+
+def resolve(run_dir: str | os.PathLike) -> Path:
+    """A RUN_DIR to read a model from: ``pretrained`` (when no folder of that name is here)
+    is the shipped model; a version without one says so in one line."""
+    path = Path(run_dir)
+    if str(run_dir) == PRETRAINED and not path.exists():
+        path = pretrained_dir()
+        if not (path / CONFIG).is_file():
+            raise UserError("this version of mtvae ships no pretrained model yet: pass a "
+                            "RUN_DIR of your own (mtvae train DATA_DIR --out RUN_DIR)")
+    return path
 
 
 class RunDir:
