@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--bars", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="generations at a time (default: the studio's, 1)")
     ap.add_argument("--genre", default=None, help="default: the model's first genre")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "studio_load.json"))
     args = ap.parse_args()
@@ -57,7 +59,10 @@ def main() -> None:
 
     from mtvae.studio import serve
 
-    demo, url = serve(args.run_dir, port=free_port(), block=False)
+    from mtvae.studio import CONCURRENCY
+
+    concurrency = args.concurrency or CONCURRENCY
+    demo, url = serve(args.run_dir, port=free_port(), block=False, concurrency=concurrency)
     vae = demo.studio.vae
     genres = [g for g in vae.genres if g != "unknown"] or vae.genres
     genre = args.genre or genres[0]
@@ -91,13 +96,13 @@ def main() -> None:
     wall = time.monotonic() - t0
     demo.close()
     p50, p95, p99 = (percentile(latencies, q) for q in (0.5, 0.95, 0.99))
-    row = {"clients": args.clients, "seconds": args.seconds, "wall_s": wall, "bars": args.bars,
+    row = {"clients": args.clients, "concurrency": concurrency, "seconds": args.seconds, "wall_s": wall, "bars": args.bars,
            "served": len(latencies), "errors": len(errors), "error_examples": errors[:5],
            "requests_per_s": len(latencies) / wall, "p50_s": p50, "p95_s": p95, "p99_s": p99,
            "max_s": max(latencies, default=float("nan")),
            "mean_s": statistics.mean(latencies) if latencies else float("nan")}
     print(f"{args.run_dir}: {args.clients} clients x {args.seconds:.0f} s, {args.bars}-bar samples "
-          f"({genre}), {os.cpu_count()} cores\n")
+          f"({genre}), {os.cpu_count()} cores, {concurrency} generation(s) at a time\n")
     print("| clients | served | errors | req/s | p50 s | p95 s | p99 s | max s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {args.clients} | {row['served']} | {row['errors']} | {row['requests_per_s']:.2f} | "

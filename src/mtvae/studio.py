@@ -182,8 +182,10 @@ class Studio:
 
 
 # ---------------------------------------------------------------------------- the page
-def build(vae: MusicVAE, workdir: str | os.PathLike | None = None):
-    """The Gradio Blocks of the page (not launched)."""
+def build(vae: MusicVAE, workdir: str | os.PathLike | None = None,
+          concurrency: int = CONCURRENCY):
+    """The Gradio Blocks of the page (not launched); ``concurrency``: generations at a time
+    (each then gets cores // concurrency torch threads)."""
     import gradio as gr
 
     vae.progress = True  # generation's tqdm bar, which gr.Progress(track_tqdm=True) follows
@@ -293,7 +295,7 @@ def build(vae: MusicVAE, workdir: str | os.PathLike | None = None):
                     as_song = gr.Button("Use as song", size="sm")
                     as_other = gr.Button("Use as second song", size="sm")
         outputs = [pieces, results, roll, audio, midi, info]
-        run = dict(outputs=outputs, concurrency_id="model", concurrency_limit=CONCURRENCY)
+        run = dict(outputs=outputs, concurrency_id="model", concurrency_limit=concurrency)
         sample_btn.click(task(studio.sample), common + [genre, bars, meter, rhythm, poly],
                          api_name="sample", **run)
         cont_btn.click(task(studio.continue_), common + [song, cont_bars], api_name="continue",
@@ -321,16 +323,20 @@ def build(vae: MusicVAE, workdir: str | os.PathLike | None = None):
 
         as_song.click(use, [results, pieces], song, api_name=False)
         as_other.click(use, [results, pieces], other, api_name=False)
-    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=CONCURRENCY)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
     demo.studio = studio
     return demo
 
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
-          block: bool = True):
+          block: bool = True, concurrency: int = CONCURRENCY):
     """Load the model once and serve the page; returns (demo, url)."""
     vae = MusicVAE.load(run_dir, device=device)
-    demo = build(vae)
+    if concurrency > 1 and device == "cpu":
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // concurrency))
+    demo = build(vae, concurrency=concurrency)
     _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
                             max_file_size=MAX_UPLOAD_BYTES, show_error=False, quiet=not block,
                             allowed_paths=[str(demo.studio.workdir)], footer_links=[])
