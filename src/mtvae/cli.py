@@ -62,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
         model["init_logvar"] = V.number("init_logvar", args.init_logvar, -10.0, 10.0)
     summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
-                    model_overrides=model, **overrides)
+                    model_overrides=model, init_from=args.init_from, **overrides)
     if "best_val_loss" in summary:
         print(f"stopped after {summary['steps']} steps ({summary['stopped']}); best validation "
               f"{summary['best_val_loss']:.4f} nats/token "
@@ -247,7 +247,8 @@ def _evaluate(args) -> int:
                       bars=args.bars, seed=args.seed, max_windows=args.max_windows,
                       device=args.device, compare=compare, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, coherence=args.coherence,
-                      prior=args.prior, guidance=args.guidance,
+                      prior=args.prior, guidance=args.guidance, genre=args.genre,
+                      by_position=args.by_position,
                       progress=(lambda msg: None) if args.quiet else print)
     print(format_table(result))
     if args.json:
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--val-every", type=int, metavar="N")
     pt.add_argument("--device", default="auto", help="auto, cpu or cuda")
     pt.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    pt.add_argument("--from", dest="init_from", metavar="RUN|pretrained",
+                    help="fine-tune: start from that run's weights (its shape, window and "
+                         "batch; a third of its learning rate; new genres get new embeddings)")
     lat = pt.add_argument_group("latent (defaults measured in docs/RESULTS.md#latents)")
     lat.add_argument("--beta-max", type=float, metavar="B", help="final weight of the KL term")
     lat.add_argument("--beta-warmup-steps", type=int, metavar="N", help="linear β warm-up")
@@ -498,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("run_dir", metavar="RUN_DIR")
     g.add_argument("data_dir", metavar="DATA_DIR")
     g.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    g.add_argument("--genre", help="only the split's songs of this genre (e.g. a corpus given "
+                                   "as GENRE=SOURCE to prepare); samples of this genre")
+    g.add_argument("--by-position", type=int, metavar="TOKENS", default=0,
+                   help="also bits per token by position in the song, each song read from its "
+                        "start up to TOKENS tokens with memory carried (e.g. 4096)")
     g.add_argument("--samples", type=int, default=32, help="prior samples for the statistics")
     g.add_argument("--bars", type=int, default=8, help="bars per sample / per real excerpt")
     g.add_argument("--max-windows", type=int, default=200,

@@ -56,11 +56,12 @@ def _real(paths: list[Path], bars: int, limits) -> list[symusic.Score]:
 
 @torch.no_grad()
 def likelihood(m: MusicVAE, data: DataDir, split: str, max_windows: int | None,
-               batch_size: int = 8) -> dict:
+               batch_size: int = 8, songs=None) -> dict:
+    """On the split's songs (or those indices of it), in windows of the training length."""
     model, cfg = m.model, m.config
     store = data.split(split)
     length = cfg.train.segments * cfg.model.seg_len
-    windows = eval_windows(store, length, max_windows)
+    windows = eval_windows(store, length, max_windows, songs)
     is_note = torch.from_numpy((m.grammar.kind == T.PITCH) | (m.grammar.kind == T.PITCHDRUM))
     s = {"ce": 0.0, "ce_mean": 0.0, "kl": 0.0, "tokens": 0, "notes": 0, "correct": 0, "bars": 0,
          "kl_learnt": 0.0}
@@ -111,6 +112,47 @@ def likelihood(m: MusicVAE, data: DataDir, split: str, max_windows: int | None,
     return out
 
 
+POSITION_BANDS = ((0, 512), (512, 1024), (1024, 2048), (2048, 3000), (3000, 4000),
+                  (4000, 6000), (6000, 8192))
+
+
+@torch.no_grad()
+def likelihood_by_position(m: MusicVAE, data: DataDir, split: str, length: int, songs=None,
+                batch_size: int = 4) -> dict:
+    """Reconstruction bits per token by position in the song: each song of the split (or of
+    ``songs``) read from its first token up to ``length`` tokens, segment after segment with
+    the memory (and compressed memory) carried, z drawn from q(z|x) as in the ELBO. What long
+    context (the compressive memory's reach) buys shows as the late bands falling below the
+    first. Per band of ``POSITION_BANDS``: mean bits per token over the songs that reach it."""
+    from .data.windows import collate, make_example
+
+    model, cfg = m.model, m.config
+    store = data.split(split)
+    songs = list(range(len(store)) if songs is None else songs)
+    length = int(np.ceil(length / cfg.model.seg_len)) * cfg.model.seg_len
+    bands = [(a, b) for a, b in POSITION_BANDS if a < length]
+    sums, counts = np.zeros(len(bands)), np.zeros(len(bands))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for i in range(0, len(songs), batch_size):
+            ex = [make_example(store, s, 0, length, cfg.model.max_bar_len)
+                  for s in songs[i:i + batch_size]]
+            batch = collate(ex, length, cfg.model.pad_id).to(m.device)
+            logits = model(batch, sample=True)["logits"]
+            nll = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), batch.targets.flatten(), reduction="none",
+                ignore_index=cfg.model.pad_id).view(batch.targets.shape).cpu().numpy()
+            valid = (batch.targets != cfg.model.pad_id).cpu().numpy()
+            for k, (a, b) in enumerate(bands):
+                sums[k] += nll[:, a:b][valid[:, a:b]].sum()
+                counts[k] += valid[:, a:b].sum()
+    ln2 = math.log(2)
+    return {"split": split, "songs": len(songs), "length": length,
+            "bands": [{"from": a, "to": b, "tokens": int(n),
+                       "bits_per_token": float(t / n / ln2) if n else None}
+                      for (a, b), t, n in zip(bands, sums, counts)]}
+
+
 def _kl_learnt(prior, batch, mu, logvar, z) -> float:
     """One-sample estimate of sum over the batch's bars of KL(q(z|x) || learnt prior):
     log q(z) - log p(z), with each window's bars read in order by the prior."""
@@ -153,8 +195,12 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
     if m.model.encoder is None:
         return {}
     partners = partners or songs[1:] + songs[:1]
-    pairs = [(m.read(a).first_bars(bars), m.read(b).first_bars(bars)) for a, b in zip(songs, partners)]
-    pairs = [(a, b) for a, b in pairs if len(a.bar_starts) == bars == len(b.bar_starts)]
+    pairs, files = [], []
+    for a, b in zip(songs, partners):
+        ea, eb = m.read(a).first_bars(bars), m.read(b).first_bars(bars)
+        if len(ea.bar_starts) == bars == len(eb.bar_starts):
+            pairs.append((ea, eb))
+            files.append((a, b))
     if not pairs:
         return {}
     encs = [a for a, _ in pairs] + [b for _, b in pairs]  # songs, then their partners
@@ -174,8 +220,15 @@ def reconstruction(m: MusicVAE, songs: list[Path], bars: int, seed: int,
         outs = m.decode(plans(own), m.sampling(guidance=guidance, temperature=temp, seed=seed))
         rows = [M.bar_similarity(r, o, bars) for r, o in zip(refs, outs)]
         out[name] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        if name == "greedy":  # also against the file's own notes (as read, before tokens)
+            real = _real([a for a, _ in files], bars, m.limits)
+            rows = [M.bar_similarity(r, o, bars) for r, o in zip(real, outs)]
+            out["greedy_vs_file"] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     floor = [M.bar_similarity(refs[k], refs[j], bars) for k, j in zip(own, other)]
     out["floor"] = {k: float(np.mean([r[k] for r in floor])) for k in floor[0]}
+    real = _real([a for a, _ in files] + [b for _, b in files], bars, m.limits)
+    floor = [M.bar_similarity(real[k], real[j], bars) for k, j in zip(own, other)]
+    out["floor_vs_file"] = {k: float(np.mean([r[k] for r in floor])) for k in floor[0]}
 
     swapped = m.decode(plans(other), m.sampling(guidance=guidance, temperature=0.0, seed=seed))
     follows = {"chroma": [], "groove": []}
@@ -261,14 +314,14 @@ def infilling(m: MusicVAE, songs: list[Path], seed: int, sampling: Sampling,
 
 
 def control(m: MusicVAE, per_class: int, bars: int, sampling: Sampling,
-            coherence: float = 0.0) -> dict:
+            coherence: float = 0.0, genre: str | None = None) -> dict:
     """Spearman's rho between asked and measured bar attribute classes."""
     edges = m.config.data["attribute_edges"]
     out = {}
     for attr in ("rhythm", "polyphony"):
         asked, measured, means = [], [], []
         for c in range(m.n_classes):
-            pieces = m.sample(bars=bars, n=per_class, coherence=coherence,
+            pieces = m.sample(bars=bars, n=per_class, coherence=coherence, genre=genre,
                               sampling=replace(sampling, seed=sampling.seed + 100 * c), **{attr: c})
             pieces = pieces if isinstance(pieces, list) else [pieces]
             got = []
@@ -289,8 +342,13 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
              compare: dict[str, str] | None = None, control_per_class: int | None = None,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              progress=print, limits=None, coherence: float = 0.0, prior: str = "auto",
-             guidance: float | None = None) -> dict:
+             guidance: float | None = None, genre: str | None = None,
+             by_position: int = 0) -> dict:
     """Every metric above; returns a dict (the JSON ``mtvae evaluate`` writes).
+
+    ``genre``: only the split's songs of that genre (the DATA_DIR's genres, e.g. each corpus
+    given as GENRE=SOURCE to prepare), with prior and control samples of that genre and the
+    train split's songs of that genre as the ceiling.
 
     ``temperature``, ``top_k``, ``top_p``: how the prior and control samples are drawn (plain
     sampling by default; e.g. ``top_k`` to match a baseline that filters its samples);
@@ -306,6 +364,7 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     bars = V.bars(bars)
     seed = V.seed(seed, allow_none=False)
     max_windows = V.integer("max_windows", max_windows, 0, 10**7, allow_none=True) or None
+    by_position = V.integer("by_position", by_position, 0, 65536)
     V.integer("control_per_class", control_per_class, 1, 1024, allow_none=True)
     sampling = Sampling(temperature, top_k, top_p, guidance, seed).resolved()
     coherence = V.number("coherence", coherence, 0.0, 1.0)
@@ -324,13 +383,33 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
                     "prior": "learnt" if m.prior is not None else "normal",
                     "guidance": sampling.guidance}  # of every decoding from latents
     rng = np.random.default_rng(seed)
-    split_songs = data.files(split)
+    split_songs, train_songs = data.files(split), data.files("train")
+    picked = None
+    if genre is not None:
+        known = {g.lower(): g for g in data.genres}
+        if not isinstance(genre, str) or genre.lower() not in known:
+            raise UserError(f"--genre {genre!r}: {data} has the genres {', '.join(data.genres)}")
+        genre = known[genre.lower()]
+        m._genre(genre)  # one line if the model does not know it
+        result["genre"] = genre
+        gid = data.genres.index(genre)
+        picked = np.flatnonzero(np.asarray(data.split(split).genre) == gid).tolist()
+        split_songs = [split_songs[i] for i in picked]
+        train_songs = [train_songs[i] for i in
+                       np.flatnonzero(np.asarray(data.split("train").genre) == gid)]
     if not split_songs:
-        raise UserError(f"the {split} split of {data} is empty")
-    train_songs = data.files("train")
+        raise UserError(f"the {split} split of {data} is empty"
+                        + (f" for --genre {genre}" if genre else ""))
+    if not train_songs:
+        raise UserError(f"the train split of {data} has no songs"
+                        + (f" of --genre {genre}" if genre else ""))
 
     progress("likelihood ...")
-    result["likelihood"] = likelihood(m, data, split, max_windows)
+    result["likelihood"] = likelihood(m, data, split, max_windows, songs=picked)
+    if by_position:
+        progress(f"by position (up to {by_position} tokens) ...")
+        result["by_position"] = likelihood_by_position(m, data, split, by_position,
+                                                        picked)
 
     recon_songs = held_out_songs(m, split_songs, min(samples, 16), bars, rng)
     if result["vae"]:
@@ -347,10 +426,11 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
     # a quarter of the prior samples per class (16 samples: 4 per class, 256 bars of 8): one
     # per class read polyphony rho 0.65 where 256 bars give 0.45 (docs/RESULTS.md, "Latents")
     result["control"] = control(m, control_per_class or max(1, samples // 4), bars, sampling,
-                                coherence)
+                                coherence, genre)
 
     progress(f"{samples} prior samples ...")
-    generated = m.sample(bars=bars, n=samples, coherence=coherence, sampling=sampling)
+    generated = m.sample(bars=bars, n=samples, coherence=coherence, sampling=sampling,
+                         genre=genre)
     generated = generated if isinstance(generated, list) else [generated]
     real = _real(split_songs, bars, m.limits)
     pick = rng.permutation(len(train_songs))[:len(split_songs)]
@@ -378,7 +458,8 @@ def evaluate(run_dir, data_dir, split: str = "test", samples: int = 32, bars: in
 
 def format_table(r: dict) -> str:
     lk = r["likelihood"]
-    lines = [f"mtvae evaluate · {r['run_dir']} on {r['split']} ({lk['tokens']} tokens, "
+    on = r["split"] + (f", genre {r['genre']}" if r.get("genre") else "")
+    lines = [f"mtvae evaluate · {r['run_dir']} on {on} ({lk['tokens']} tokens, "
              f"{r['parameters'] / 1e6:.2f}M parameters)", "",
              "| likelihood | value |", "|---|---:|",
              f"| bits per token (ELBO) | {lk['bits_per_token']:.3f} |",
@@ -391,13 +472,23 @@ def format_table(r: dict) -> str:
              f"| teacher-forced token accuracy | {lk['teacher_forced_token_accuracy']:.3f} |"]
     if "active_units" in lk:
         lines.append(f"| active latent units | {lk['active_units']} / {lk['latent_dims']} |")
+    if r.get("by_position"):
+        bp = r["by_position"]
+        lines += ["", f"| position in the song (tokens; {bp['songs']} songs read from the start) "
+                  "| tokens | reconstruction bits per token |", "|---|---:|---:|"]
+        lines += [f"| {b['from']}–{b['to']} | {b['tokens']} | {b['bits_per_token']:.3f} |"
+                  for b in bp["bands"] if b["tokens"]]
     if r.get("reconstruction"):
         rc = r["reconstruction"]
         lines += ["", f"| reconstruction from z ({rc['songs']} songs, first {rc['bars']} bars) "
                   "| chroma | groove | note F1 |", "|---|---:|---:|---:|"]
         for name, label in (("greedy", "greedy"), ("sampled", "sampled, T = 1"),
-                            ("floor", "floor: an unrelated song")):
-            x = rc[name]
+                            ("floor", "floor: an unrelated song"),
+                            ("greedy_vs_file", "greedy, against the MIDI file's notes"),
+                            ("floor_vs_file", "floor, against the MIDI file's notes")):
+            x = rc.get(name)
+            if x is None:
+                continue
             lines.append(f"| {label} | {x['chroma']:.3f} | {x['groove']:.3f} | {x['note_f1']:.3f} |")
         sw = rc["latent_swap"]
         lines += ["", f"latent swap ({sw['bars']} bars): {sw['chroma_follows_donor']:.0%} of bars "

@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ import torch.distributed as dist
 from . import checkpoint as ck
 from . import run as R
 from . import validate as V
-from .config import RunConfig, TrainConfig, model_config
+from .config import IGNORED_WEIGHTS, RunConfig, TrainConfig, model_config
 from .data.dataset import DataDir
 from .data.tokens import FILL
 from .data.windows import Augmenter, TrainWindows, eval_batches, eval_windows
@@ -273,19 +273,69 @@ def _check_resume(cfg: RunConfig, data: DataDir, run: RunDir, preset, model_over
     if data.vocab_size != cfg.model.vocab_size:
         raise UserError(f"{data} does not match this run (vocabulary {data.vocab_size} vs "
                         f"{cfg.model.vocab_size})")
-    if data.genres != cfg.data.get("genres"):
-        raise UserError(f"{data} has other genres than this run was trained on")
+    if cfg.data.get("genres", [])[:len(data.genres)] != data.genres:  # a fine-tune keeps its
+        raise UserError(f"{data} has other genres than this run was trained on")  # source's after
+
     if data.tokenizer.vocab != run.tokenizer.vocab:
         raise UserError(f"the tokenizer of {data} differs from this run's tokenizer.json")
 
 
+def from_run(source, data: DataDir, preset, model_overrides: dict | None):
+    """Fine-tuning: the run (or ``pretrained``) a new run starts from, checked against
+    ``data``; returns (RunDir, its model config with room for the data's genres, the
+    genres: the data's first, then the source's others)."""
+    src = RunDir(R.resolve(source))
+    if not src.is_run:
+        raise UserError(f"--from {source}: not a run (no {R.CONFIG})")
+    src.require_weights()
+    if preset is not None or model_overrides:
+        raise UserError(f"--from {source}: the model's shape is the source run's; drop --preset "
+                        "and the model settings")
+    theirs, ours = src.tokenizer, data.tokenizer
+    if theirs.vocab != ours.vocab or theirs.config.to_dict() != ours.config.to_dict():
+        raise UserError(f"--from {source}: its tokenizer differs from {data}'s (vocabulary "
+                        f"{len(theirs.vocab)} vs {len(ours.vocab)} tokens or other settings): "
+                        "prepare the data with this mtvae's defaults")
+    mcfg = src.config.model
+    if data.meta["attribute_classes"] != mcfg.n_attr_classes:
+        raise UserError(f"--from {source}: {data} has {data.meta['attribute_classes']} attribute "
+                        f"classes, the model {mcfg.n_attr_classes}")
+    genres = data.genres + [g for g in src.config.data["genres"] if g not in data.genres]
+    return src, replace(mcfg, n_genres=len(genres)), genres
+
+
+def load_source_weights(model: MTVAE, src: RunDir, genres: list[str]) -> None:
+    """The source run's weights into ``model``; each genre's embedding row from the source's
+    row of that name, a genre it has not seen starting from the mean of its rows."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(src.require_weights()))
+    old = weights.pop("genre_emb.weight").float()
+    named = dict(zip(src.config.data["genres"], old))
+    rows = [named.get(g, old.mean(0)) for g in genres]
+    weights["genre_emb.weight"] = torch.stack(rows)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    own = model.state_dict()
+    shared: dict[int, set] = {}
+    for k, v in own.items():
+        shared.setdefault(v.data_ptr(), set()).add(k)
+    # a tied tensor (the output head, the encoder's embedding) is saved once under one name
+    missing = [k for k in missing if not shared[own[k].data_ptr()] & weights.keys()]
+    unexpected = [k for k in unexpected if not k.startswith(IGNORED_WEIGHTS)]
+    if missing or unexpected:
+        raise UserError(f"--from {src.path}: its weights do not fit its config.json "
+                        f"(e.g. {(missing + unexpected)[0]})")
+
+
 def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, device: str = "auto",
           quiet: bool = False, max_minutes: float | None = None, model_overrides: dict | None = None,
-          **train_overrides) -> dict:
+          init_from: str | None = None, **train_overrides) -> dict:
     """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json).
 
     With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every`` may change;
-    any other setting that differs from the saved run is an error (nothing is ignored)."""
+    any other setting that differs from the saved run is an error (nothing is ignored).
+    ``init_from``: fine-tune, starting from that run's weights (``pretrained``: the shipped
+    model); its shape is kept, and β starts at its final value unless told otherwise."""
     data = DataDir(data_dir)
     run_dir = Path(run_dir)
     dev = torch.device(V.device(device))
@@ -299,6 +349,8 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
         raise UserError(f"--out {run_dir} exists and is not a folder")
     if resume and not (run_dir / R.CONFIG).is_file():
         raise UserError(f"--resume: {run_dir} is not a run (no {R.CONFIG})")
+    if resume and init_from is not None:
+        raise UserError("--from starts a new run; a resumed run goes on from its own checkpoint")
     TrainConfig(preset=preset or "small", **train_overrides)  # every value checked up front
     created = not run_dir.exists()
     if rank == 0:
@@ -309,7 +361,7 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
         lock.__enter__()
     try:
         return _train_locked(data, run, preset, resume, dev, quiet, max_minutes,
-                             model_overrides, train_overrides, world, rank)
+                             model_overrides, train_overrides, world, rank, init_from)
     except BaseException:
         if created and rank == 0 and {p.name for p in run_dir.iterdir()} <= {".lock"}:
             shutil.rmtree(run_dir, ignore_errors=True)  # refused before writing: leave nothing
@@ -320,7 +372,8 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
 
 
 def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: bool,
-                  max_minutes, model_overrides, train_overrides, world: int, rank: int) -> dict:
+                  max_minutes, model_overrides, train_overrides, world: int, rank: int,
+                  init_from=None) -> dict:
     if rank == 0:
         run.recover()
     fresh = False
@@ -345,12 +398,22 @@ def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: 
                             "or choose another --out")
         fresh = True
         state = None
-        overrides = dict(model_overrides or {})
-        preset = preset or "small"
         meta = data.meta
-        mcfg = model_config(preset, vocab_size=data.vocab_size, n_genres=len(data.genres),
-                            pad_id=meta["pad_id"], n_attr_classes=meta["attribute_classes"],
-                            **overrides)
+        genres = data.genres
+        if init_from is not None:
+            source, mcfg, genres = from_run(init_from, data, preset, model_overrides)
+            preset = source.config.train.preset
+            # the source's window shape; the KL weight starts where the source ended (a
+            # trained posterior) and the learning rate a third of the source's
+            t = source.config.train
+            train_overrides = {"beta_warmup_steps": 0, "beta_max": t.beta_max,
+                               "segments": t.segments, "batch_size": t.batch_size,
+                               "lr": t.lr / 3} | train_overrides
+        else:
+            preset = preset or "small"
+            mcfg = model_config(preset, vocab_size=data.vocab_size, n_genres=len(data.genres),
+                                pad_id=meta["pad_id"], n_attr_classes=meta["attribute_classes"],
+                                **dict(model_overrides or {}))
         tcfg = TrainConfig(preset=preset, **train_overrides)
         if "infill" not in train_overrides and tcfg.infill > 0 and FILL not in data.tokenizer.vocab:
             tcfg.infill = 0.0
@@ -359,12 +422,14 @@ def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: 
                       "without infilling; run 'mtvae prepare' again for a model that can "
                       "infill", file=sys.stderr)
         cfg = RunConfig(model=mcfg, train=tcfg, data={
-            "data_dir": str(data.path.resolve()), "genres": data.genres,
+            "data_dir": str(data.path.resolve()), "genres": genres,
             "attribute_edges": data.attribute_edges, "vocab_size": data.vocab_size,
             # how songs were re-barred (generation reads its inputs the same way) and the
             # train split's meters (a sample keeps the most common one unless asked)
             "meter": meta.get("meter", "keep"), "meters": meta.get("meters", {}),
         })
+        if init_from is not None:
+            cfg.data["from"] = {"run": str(init_from), "weights_hash": source.weights_hash()}
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend)
@@ -372,6 +437,8 @@ def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: 
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(dev)
     trainer = Trainer(data, run, cfg, dev, quiet)  # reads the data: may refuse it
+    if fresh and init_from is not None:
+        load_source_weights(trainer.model, source, genres)
     if state is not None:
         try:
             trainer.load(state)

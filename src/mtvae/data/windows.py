@@ -230,13 +230,15 @@ class TrainWindows:
         return collate(examples, self.length, self.pad_id)
 
 
-def eval_windows(store: SongStore, length: int, limit: int | None = None) -> list[tuple[int, int]]:
-    """Consecutive windows through every song (each starts at a bar line): (song, bar).
+def eval_windows(store: SongStore, length: int, limit: int | None = None,
+                 songs=None) -> list[tuple[int, int]]:
+    """Consecutive windows through every song (or those of ``songs``; each window starts at a
+    bar line): (song, bar).
 
     With ``limit``, an evenly spaced subset of them, always the same.
     """
     out = []
-    for song in range(len(store)):
+    for song in (range(len(store)) if songs is None else songs):
         bars = np.asarray(store.bars(song))
         b = 0
         while b < len(bars):
