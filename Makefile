@@ -4,8 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= out/demo
-DEMO_SOURCE ?= music21:bach
-DEMO_MINUTES ?= 5
+DEMO_MINUTES ?= 3
 
 STUDIO_RUN ?= pretrained
 STUDIO_STAMP := $(VENV)/.studio-stamp
@@ -32,7 +31,7 @@ test-fast: install
 	MTVAE_TEST_FAST=1 $(BIN)/python -m pytest -n 2 -m "not slow"
 
 demo: install
-	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES) --source $(DEMO_SOURCE)
+	$(BIN)/mtvae demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES)
 
 $(STUDIO_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[studio]'

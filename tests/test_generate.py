@@ -258,20 +258,24 @@ def test_demo_page_references_only_files_that_exist(vae, nottingham, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_demo_runs_end_to_end(nottingham, tmp_path):
-    """``make demo``'s job on a few folk tunes and a few seconds of training: every piece of
-    the gallery is written and the page references only files that exist."""
+def test_the_demo_runs_end_to_end(tiny_run, nottingham, tmp_path):
+    """``make demo``'s job with a model of ours in the shipped one's place, a few folk tunes as
+    the new genre and seconds of fine-tuning: every piece of the gallery is written, by the
+    model and by its fine-tuned copy, and the page references only files that exist."""
     from mtvae.demo import run_demo
 
     songs = tmp_path / "songs"
     songs.mkdir()
-    for p in nottingham[:16]:
+    for p in nottingham[40:56]:
         (songs / p.name).symlink_to(p)
-    index = run_demo(tmp_path / "demo", minutes=0.05, source=str(songs), preset="tiny",
-                     prior_steps=100)
+    index = run_demo(tmp_path / "demo", minutes=0.05, source=f"reels={songs}",
+                     model=str(tiny_run), prior_steps=50)
     out, page = index.parent, index.read_text()
     refs = re.findall(r"(?:src|href)='([^']+)'", page)
     names = {Path(r).stem for r in refs if r.endswith(".mid")}
-    assert {"sample_1", "continuation", "interp_1", "reconstruction", "infill_new"} <= names
+    assert {"continuation", "interp_1", "reconstruction", "infill_new", "tuned_reels_1",
+            "tuned_continuation"} <= names
+    assert any(n.startswith("sample_") for n in names)
+    assert f"the model in {tiny_run}" in page and "the fine-tuned model" in page
     assert all((out / ref).is_file() for ref in refs)
 

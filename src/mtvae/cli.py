@@ -14,6 +14,7 @@ import os
 import sys
 
 from .config import PRESETS
+from .demo import DEMO_SOURCE
 from .errors import UserError
 
 DEFAULT_SOURCE = "music21:bach"
@@ -260,7 +261,7 @@ def _evaluate(args) -> int:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, minutes=args.minutes, source=args.source, preset=args.preset,
+    run_demo(args.out, minutes=args.minutes, source=args.source, model=args.model,
              max_files=args.max_files)
     return 0
 
@@ -336,6 +337,16 @@ def _prior(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .run import export
+
+    out = export(args.run_dir, args.out_dir, half=not args.float32)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(f"wrote {out} ({size / 2**20:.1f} MiB): load it with MusicVAE.load('{out}'), "
+          f"fine-tune it with mtvae train DATA_DIR --out RUN --from {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mtvae", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -401,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ablation: Transformer-XL memory without compression")
     pt.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     pt.set_defaults(func=_train)
+
+    g = sub.add_parser("export", help="a run's model, small, for others to load or fine-tune",
+                       description="Write RUN_DIR's config, tokenizer, best weights (float16) "
+                       "and learnt prior to OUT_DIR, without the training state.")
+    g.add_argument("run_dir", metavar="RUN_DIR")
+    g.add_argument("out_dir", metavar="OUT_DIR")
+    g.add_argument("--float32", action="store_true", help="keep the weights in float32")
+    g.set_defaults(func=_export)
 
     g = sub.add_parser("prior", help="fit a learnt prior to a trained run's bar latents",
                        description="Encode the training songs of DATA_DIR (the run's) with the "
@@ -529,12 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_bars(g)
     g.set_defaults(func=_evaluate)
 
-    g = sub.add_parser("demo", help="the main job on the built-in corpus, with index.html")
+    g = sub.add_parser("demo", help="the shipped model's music and a short fine-tune, on "
+                       "index.html")
     g.add_argument("--out", default="out/demo", metavar="OUT_DIR")
-    g.add_argument("--minutes", type=float, default=5.0, help="training time")
-    g.add_argument("--source", default=DEFAULT_SOURCE)
-    g.add_argument("--preset", default="tiny", choices=tuple(PRESETS))
-    g.add_argument("--max-files", type=int)
+    g.add_argument("--model", default="pretrained", metavar="RUN|pretrained")
+    g.add_argument("--minutes", type=float, default=3.0, help="fine-tuning time")
+    g.add_argument("--source", default=DEMO_SOURCE,
+                   help="the corpus to fine-tune on (default: Aird's Airs, never seen)")
+    g.add_argument("--max-files", type=int, default=160)
     g.set_defaults(func=_demo)
 
     g = sub.add_parser("studio", help="a local web page to make music with a model")

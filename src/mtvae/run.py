@@ -227,3 +227,33 @@ class RunDir:
 
     def write_json(self, name: str, obj: dict) -> None:
         ck.write_text(self.path / name, json.dumps(obj, indent=2))
+
+
+def export(run_dir, out_dir, half: bool = True) -> Path:
+    """A run's model for others to load (``MusicVAE.load(OUT_DIR)``, ``--from OUT_DIR``): its
+    config, tokenizer, best weights (in float16 with ``half``: a quarter of a checkpoint set)
+    and learnt prior, re-tied to the written weights; no training state. ``mtvae export``;
+    the shipped model (``pretrained``) is one of these."""
+    import torch
+
+    from . import validate as V
+
+    src = RunDir(resolve(run_dir))
+    model = src.load_model()
+    prior = src.load_prior(required=False)
+    out = RunDir(V.out_dir(out_dir))
+    if out.path.resolve() == src.path.resolve():
+        raise UserError(f"export {run_dir}: write it to another folder")
+    if out.is_run or out.has(BEST):
+        raise UserError(f"{out.path} already holds a model: choose another folder")
+    dtype = torch.float16 if half else torch.float32
+    ck.write_text(out / CONFIG, src.config.to_json())
+    out.copy_tokenizer(src.path)
+    ck.save_weights(model.to(dtype), out / BEST, {"exported_from": src.weights_hash(BEST),
+                                                  "dtype": str(dtype).removeprefix("torch.")})
+    if prior is not None:
+        meta = ck.weights_metadata(src / PRIOR)
+        pc = PriorConfig.from_json(meta["prior_config"], str(src / PRIOR))
+        summary = json.loads(meta.get("summary", "{}"))
+        out.save_prior(prior.to(dtype), pc, summary)
+    return out.path
