@@ -46,6 +46,7 @@ def test_source_weights_arrive_and_a_new_genre_starts_from_the_mean(tiny_run, ji
     assert "jigs" not in old and "jigs" in genres
 
 
+@pytest.mark.slow  # needs the full tiny_run (100 steps) to stand clear of a fresh model
 def test_fine_tuning_starts_from_the_source_and_samples_the_new_genre(tiny_run, jigs, tmp_path,
                                                                       capsys):
     run = tmp_path / "ft"
