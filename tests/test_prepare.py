@@ -259,3 +259,16 @@ def test_a_genre_named_source_gives_its_songs_that_genre(nottingham, tmp_path):
     assert DataDir(out).meta["genres"] == ["unknown", "jig"]
     with pytest.raises(UserError, match="source not found"):
         prepare([f"reel={tmp_path / 'nowhere'}"], tmp_path / "x", workers=1, progress=False)
+
+
+def test_a_music21_work_that_never_finishes_converting_is_skipped(monkeypatch):
+    """Aird's Airs, book 1, tune 102: music21's MIDI writer does not finish it (minutes and
+    counting). prepare gives each conversion a time limit and skips it with the reason."""
+    from mtvae.data import pipeline
+    from mtvae.data.sources import list_source
+
+    monkeypatch.setattr(pipeline, "CONVERT_SECONDS", 2)
+    item = next(i for i in list_source("music21:airdsAirs") if i.rel.endswith("book1.abc#102"))
+    out = pipeline._inspect(item)
+    assert out["error"].startswith("cannot convert: TimeoutError")
+    assert not Path(item.path).exists() and not list(Path(item.path).parent.glob("*.tmp"))

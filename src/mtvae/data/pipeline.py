@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import warnings
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -76,11 +77,38 @@ def _init_worker(limits: Limits = DEFAULT_LIMITS, quiet_stderr: bool = False) ->
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
 
 
+CONVERT_SECONDS = 30  # a music21 work that takes longer to convert is skipped (some never end)
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """TimeoutError in the code inside after ``seconds`` (SIGALRM: the main thread of a
+    process, as in prepare's workers; elsewhere no limit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"took over {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def _inspect(item: SourceItem) -> dict:
     """Hash and read one file through the MIDI reader. Never raises: errors come back as a
     reason (the reader's text, the one every command gives for the same file)."""
     try:
-        path = materialize(item)
+        with _time_limit(CONVERT_SECONDS):
+            path = materialize(item)
     except Exception as e:  # noqa: BLE001 - any failure to convert skips the file
         return {"error": f"cannot convert: {type(e).__name__}: {' '.join(str(e).split())[:200]}"}
     try:

@@ -240,8 +240,11 @@ def materialize(item: SourceItem) -> Path:
     score = _music21_parse(src, number)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    score.write("midi", fp=str(tmp))
-    os.replace(tmp, path)  # atomic: a killed conversion never leaves a truncated file
+    try:
+        score.write("midi", fp=str(tmp))
+        os.replace(tmp, path)  # atomic: a killed conversion never leaves a truncated file
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted one (prepare's time limit) leaves nothing
     return path
 
 
