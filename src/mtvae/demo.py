@@ -44,19 +44,24 @@ def run_demo(out: str | Path, minutes: float = 3.0, source: str = DEMO_SOURCE,
     data, run = out / "data", out / "run"
     m = MusicVAE.load(model)
     who = "the shipped model" if str(model) == "pretrained" else f"the model in {model}"
-    print(f"== prepare {source}")
-    print(summarize(prepare([source], data, max_files=max_files, seed=seed, workers=2)))
-    songs = _held_out(data, 3)
-    new_genre = next((g for g in DataDir(data).genres if g != "unknown"), None)
-
-    print(f"== {who}: gallery")
-    pieces = []  # (section, name, score, caption[, shaded bars])
+    print(f"== {who}: samples of each genre")
     made = f"made by {who}"
+    pieces = []  # (section, name, score, caption[, shaded bars])
     for g in [x for x in m.genres if x != "unknown"] or [None]:
         for i, s in enumerate(m.sample(bars=8, n=2, genre=g, seed=seed)):
             name = f"sample_{g or 'x'}_{i + 1}"
             pieces.append((f"Samples of each genre ({made})", name, s,
                            f"genre {g}, 8 bars, seed {seed + i}"))
+    rows = _render_all(pieces, out, render)
+    write_index(out, rows, None)  # a page to open while the rest is made
+
+    print(f"== prepare {source}")
+    print(summarize(prepare([source], data, max_files=max_files, seed=seed, workers=2)))
+    songs = _held_out(data, 3)
+    new_genre = next((g for g in DataDir(data).genres if g != "unknown"), None)
+
+    print(f"== {who}: its music on songs it never saw")
+    pieces = []
     first = Path(songs[0]).name
     pieces.append((f"Continuation ({made})", "continuation", m.continue_(songs[0], bars=4, seed=seed),
                    f"4 new bars after {first}, which it never saw"))
@@ -75,7 +80,8 @@ def run_demo(out: str | Path, minutes: float = 3.0, source: str = DEMO_SOURCE,
         pieces.append((f"Genre transfer ({made})", "transfer",
                        m.transfer(songs[0], genre=other, bars=8, seed=seed),
                        f"{first}, first 8 bars: its bar latents decoded as {other}"))
-    rows = _render_all(pieces, out, render)
+    rows += _render_all(pieces, out, render)
+    write_index(out, rows, None)
 
     print(f"== fine-tune {who} on {source} for {minutes:g} min")
     shutil.rmtree(run, ignore_errors=True)
