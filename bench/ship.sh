@@ -1,0 +1,53 @@
+#!/bin/bash
+# The shipped model (`pretrained`), step by step: every command behind docs/RESULTS.md's
+# "The shipped model" and src/mtvae/pretrained/MODEL_CARD.md. Long steps run for hours across
+# sessions (`--resume`); runs live in runs/ (git-ignored). One core per job: two PyTorch
+# processes that each use every core slow each other down many times over.
+#
+#   bash bench/ship.sh prepare | shapes | train [MINUTES] [THREADS] | export | evaluate | card | finetune
+set -e
+cd "$(dirname "$0")/.."
+M=".venv/bin/python -m mtvae"
+one() { OMP_NUM_THREADS=1 taskset -c "$1" "${@:2}"; }
+
+case "${1:-}" in
+prepare)  # licences: docs/RESULTS.md; Aird's Airs stays unseen (the fine-tune and the demo)
+  $M prepare pop=../shared/data/pop909 chorale=music21:bach folk=music21:oneills,ryans --out data/ship
+  $M prepare airs=music21:airdsAirs --max-files 400 --out data/airs ;;
+shapes)  # 50 CPU-minutes each, one core each, the long run's schedule; then 256 test windows
+  for spec in "small 0" "compact 1"; do set -- $spec
+    one "$2" $M train data/ship --out "runs/cmp_$1" --preset "$1" --segments 8 --batch-size 4 \
+      --max-steps 12000 --max-minutes 50 --val-every 100 --prior-steps 0 --seed 0 --quiet &
+  done; wait
+  one 1 $M train data/ship --out runs/cmp_nocomp --preset compact --no-compression --segments 8 \
+    --batch-size 4 --max-steps 12000 --max-minutes 50 --val-every 100 --prior-steps 0 --seed 0 --quiet
+  .venv/bin/python bench/train_report.py runs/cmp_small runs/cmp_compact runs/cmp_nocomp \
+    --at-step 300 --json bench/results/shape_train.json
+  .venv/bin/python bench/memory_position.py runs/cmp_compact runs/cmp_nocomp --data data/ship \
+    --genre pop --length 4096 --json bench/results/memory_position.json ;;
+train)  # the shipped run continues runs/cmp_compact (a copy made once: cp -a runs/cmp_compact runs/ship)
+  [ -d runs/ship ] || cp -a runs/cmp_compact runs/ship
+  OMP_NUM_THREADS=${3:-2} $M train data/ship --out runs/ship --resume --max-minutes "${2:-60}" \
+    --patience 30 --quiet ;;
+export)
+  OMP_NUM_THREADS=2 $M prior runs/ship data/ship --quiet
+  rm -rf src/mtvae/pretrained && $M export runs/ship src/mtvae/pretrained ;;
+evaluate)  # each corpus's test split, prior samples of its genre
+  for g in pop chorale folk; do
+    $M evaluate pretrained data/ship --genre "$g" --json "bench/results/ship_eval_$g.json" --quiet
+  done ;;
+card)
+  .venv/bin/python bench/model_card.py --train-run runs/ship --model src/mtvae/pretrained \
+    --eval pop=bench/results/ship_eval_pop.json --eval chorale=bench/results/ship_eval_chorale.json \
+    --eval folk=bench/results/ship_eval_folk.json --curve docs/img/ship_curve.png ;;
+finetune)  # 10 CPU-minutes on Aird's Airs from the shipped model, and from scratch
+  for spec in "pre 0" "scratch 1"; do set -- $spec
+    if [ "$1" = pre ]; then from="--from pretrained"; else from="--preset compact --segments 8 --batch-size 4"; fi
+    ( one "$2" $M train data/airs --out "runs/ft_$1" $from --max-minutes 10 --val-every 25 \
+        --prior-steps 0 --seed 0 --quiet
+      one "$2" $M evaluate "runs/ft_$1" data/airs --genre airs --samples 8 \
+        --json "bench/results/finetune_$1.json" --quiet
+      one "$2" $M sample "runs/ft_$1" --genre airs --bars 8 --n 2 --seed 0 --out "out/ft_$1" ) &
+  done; wait ;;
+*) sed -n 2,7p "$0"; exit 2 ;;
+esac
