@@ -90,7 +90,7 @@ def run_demo(out: str | Path, minutes: float = 3.0, source: str = DEMO_SOURCE,
     print(f"   {summary['steps']} steps; validation {summary['best_val_bits_per_token']:.3f} "
           "bits per token at best")
     ft = MusicVAE.load(run)
-    made = f"made by the fine-tuned model ({summary['steps']} steps on {source})"
+    made = f"made by the fine-tuned model, {summary['steps']} steps on {source}"
     pieces = [(f"Samples of the new genre ({made})", f"tuned_{new_genre or 'x'}_{i + 1}", s,
                f"genre {new_genre}, 8 bars, seed {seed + i}")
               for i, s in enumerate(ft.sample(bars=8, n=2, genre=new_genre, seed=seed))]
