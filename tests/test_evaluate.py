@@ -123,3 +123,22 @@ def test_evaluate_writes_every_field(tiny_run, tiny_data, tmp_path, capsys):
     assert mem["longest_copied_run"]["median"] == np.median(runs)
     assert mem["longest_copied_run"]["max"] == max(runs)
     assert mem["sample_tokens"]["max"] == max(len(x) for x in gen_ids)
+
+
+def test_likelihood_by_position_reads_each_song_from_its_start(tiny_run, tiny_data):
+    """Bits per token by position: every target token of each song up to the length counted
+    in its band, once; the figures are real likelihoods (finite, positive)."""
+    from mtvae.evaluate import likelihood_by_position
+
+    m = MusicVAE.load(tiny_run)
+    store = DataDir(tiny_data).split("train")
+    songs = list(range(min(3, len(store))))
+    r = likelihood_by_position(m, DataDir(tiny_data), "train", 1000, songs=songs, batch_size=2)
+    seg = m.config.model.seg_len
+    assert r["length"] == -(-1000 // seg) * seg and r["songs"] == len(songs)
+    reach = [min(r["length"], len(store.ids(s)) - 1) for s in songs]
+    assert [b["from"] for b in r["bands"]] == [0, 512]
+    for b in r["bands"]:
+        assert b["tokens"] == sum(int(np.clip(n - b["from"], 0, b["to"] - b["from"])) for n in reach)
+        if b["tokens"]:
+            assert 0 < b["bits_per_token"] < math.log2(len(m.tokenizer)), b

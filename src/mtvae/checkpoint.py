@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 
 from .errors import UserError
 
@@ -183,19 +183,42 @@ def weights_meta(metadata: dict | None) -> dict:
     return {k: str(v) for k, v in (metadata or {}).items()}
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, ignore: tuple[str, ...] = ()) -> None:
-    """Load every tensor of ``model`` from a safetensors file; tensors of the file whose names
-    start with one of ``ignore`` (parts a model no longer has) are skipped."""
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, or one line saying why not."""
+    from safetensors.torch import load_file
+
     try:
-        missing, unexpected = load_model(model, str(path), strict=False)
-    except Exception as e:  # noqa: BLE001 - safetensors / torch raise several kinds
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - a truncated, foreign or missing file
+        raise UserError(f"{path} is damaged ({' '.join(str(e).split())[:160]})") from None
+
+
+def fit_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str,
+                ignore: tuple[str, ...] = ()) -> None:
+    """Copy ``tensors`` into ``model``; every tensor of the model must be given (a tied
+    tensor, such as an output head sharing its embedding, once under any of its names) and
+    every given tensor used, but those whose names start with one of ``ignore`` (parts a model
+    no longer has). ``source`` names the tensors' origin in the one-line refusal."""
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except Exception as e:  # noqa: BLE001 - a shape that differs
         first = " ".join(str(e).split())[:160]
-        raise UserError(f"{path} is damaged or does not fit this run's config.json ({first})") from None
+        raise UserError(f"{source} does not fit this run's config.json ({first})") from None
+    own = model.state_dict()
+    names: dict[int, set[str]] = {}
+    for k, v in own.items():
+        names.setdefault(v.data_ptr(), set()).add(k)
+    missing = [k for k in missing if not names[own[k].data_ptr()] & tensors.keys()]
     unexpected = [k for k in unexpected if not k.startswith(ignore)]
     if missing or unexpected:
-        raise UserError(f"{path} does not fit this run's config.json ({len(missing)} tensors "
+        raise UserError(f"{source} does not fit this run's config.json ({len(missing)} tensors "
                         f"missing, {len(unexpected)} unexpected, e.g. "
                         f"{(list(missing) + list(unexpected))[0]})")
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, ignore: tuple[str, ...] = ()) -> None:
+    """Load every tensor of ``model`` from a safetensors file (``fit_weights``)."""
+    fit_weights(model, read_weights(path), str(path), ignore)
 
 
 def weights_metadata(path: str | Path) -> dict:

@@ -124,8 +124,6 @@ def likelihood_by_position(m: MusicVAE, data: DataDir, split: str, length: int, 
     the memory (and compressed memory) carried, z drawn from q(z|x) as in the ELBO. What long
     context (the compressive memory's reach) buys shows as the late bands falling below the
     first. Per band of ``POSITION_BANDS``: mean bits per token over the songs that reach it."""
-    from .data.windows import collate, make_example
-
     model, cfg = m.model, m.config
     store = data.split(split)
     songs = list(range(len(store)) if songs is None else songs)
@@ -134,10 +132,10 @@ def likelihood_by_position(m: MusicVAE, data: DataDir, split: str, length: int, 
     sums, counts = np.zeros(len(bands)), np.zeros(len(bands))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for i in range(0, len(songs), batch_size):
-            ex = [make_example(store, s, 0, length, cfg.model.max_bar_len)
-                  for s in songs[i:i + batch_size]]
-            batch = collate(ex, length, cfg.model.pad_id).to(m.device)
+        starts = [(s, 0) for s in songs]  # every song from its first bar
+        for batch in eval_batches(store, starts, length, batch_size, cfg.model.max_bar_len,
+                                  cfg.model.pad_id):
+            batch = batch.to(m.device)
             logits = model(batch, sample=True)["logits"]
             nll = torch.nn.functional.cross_entropy(
                 logits.flatten(0, 1).float(), batch.targets.flatten(), reduction="none",

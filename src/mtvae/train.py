@@ -307,24 +307,11 @@ def from_run(source, data: DataDir, preset, model_overrides: dict | None):
 def load_source_weights(model: MTVAE, src: RunDir, genres: list[str]) -> None:
     """The source run's weights into ``model``; each genre's embedding row from the source's
     row of that name, a genre it has not seen starting from the mean of its rows."""
-    from safetensors.torch import load_file
-
-    weights = load_file(str(src.require_weights()))
+    weights = ck.read_weights(src.require_weights())
     old = weights.pop("genre_emb.weight").float()
     named = dict(zip(src.config.data["genres"], old))
-    rows = [named.get(g, old.mean(0)) for g in genres]
-    weights["genre_emb.weight"] = torch.stack(rows)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    own = model.state_dict()
-    shared: dict[int, set] = {}
-    for k, v in own.items():
-        shared.setdefault(v.data_ptr(), set()).add(k)
-    # a tied tensor (the output head, the encoder's embedding) is saved once under one name
-    missing = [k for k in missing if not shared[own[k].data_ptr()] & weights.keys()]
-    unexpected = [k for k in unexpected if not k.startswith(IGNORED_WEIGHTS)]
-    if missing or unexpected:
-        raise UserError(f"--from {src.path}: its weights do not fit its config.json "
-                        f"(e.g. {(missing + unexpected)[0]})")
+    weights["genre_emb.weight"] = torch.stack([named.get(g, old.mean(0)) for g in genres])
+    ck.fit_weights(model, weights, f"--from {src.path}: its weights", IGNORED_WEIGHTS)
 
 
 def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, device: str = "auto",
