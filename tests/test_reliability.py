@@ -471,10 +471,18 @@ def wait_gone(pgid: int, timeout: float = 60) -> None:
 def start_prepare(songs: Path, out: Path, err_file: Path, cache: Path) -> subprocess.Popen:
     # its own process group; stderr to a file, which the workers inherit too (a pipe would
     # stay open as long as an orphaned worker lives)
-    with open(err_file, "w") as err:
-        return subprocess.Popen(mtvae("prepare", songs, "--out", out, "--workers", "2", "--quiet"),
-                                env=env(MTVAE_CACHE=str(cache)), stdout=subprocess.DEVNULL,
-                                stderr=err, start_new_session=True)
+    # Ctrl-C as a terminal delivers it: a shell that starts jobs in the background (as a
+    # CI runner or `make test &` may) leaves SIGINT ignored, and an ignored signal stays
+    # ignored across exec; a handler of ours does not (exec resets it to the default)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open(err_file, "w") as err:
+            return subprocess.Popen(mtvae("prepare", songs, "--out", out, "--workers", "2",
+                                          "--quiet"),
+                                    env=env(MTVAE_CACHE=str(cache)), stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def cached(out: Path) -> int:
