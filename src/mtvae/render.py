@@ -152,7 +152,8 @@ def _fluidsynth(score: symusic.Score, path: Path, sf: str) -> str | None:
         score.dump_midi(mid)
         try:
             subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", "44100", "-F", str(wav),
-                            sf, str(mid)], check=True, capture_output=True,
+                            # only the instruments the piece plays are read from the soundfont
+                            "-o", "synth.dynamic-sample-loading=1", sf, str(mid)], check=True, capture_output=True,
                            timeout=FLUIDSYNTH_SECONDS, preexec_fn=_die_with_parent)
         except subprocess.TimeoutExpired:
             return f"FluidSynth took longer than {FLUIDSYNTH_SECONDS} s"
