@@ -216,8 +216,13 @@ class MusicVAE:
         from tqdm.auto import tqdm
 
         bar = tqdm(desc="generate", unit="tok", disable=not self.progress, leave=False)
+
+        def progress(n: int) -> None:  # every 32 tokens: a bar a page follows (the studio's
+            if n - bar.n >= 32:  # gr.Progress) costs a message per update
+                bar.update(n - bar.n)
+
         outs = generate(self.model, self.grammar, plans, sampling, use_cache=use_cache,
-                        progress=lambda n: bar.update(n - bar.n))
+                        progress=progress)
         bar.close()
         return outs
 

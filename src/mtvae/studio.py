@@ -31,7 +31,8 @@ MAX_BARS = 32  # bars per request (sample, continue, interpolate)
 MAX_STEPS = 8  # interpolation steps per request
 MAX_RESULTS = 40  # results kept per tab (the oldest go)
 QUEUE_SIZE = 16  # requests waiting, all tabs together; more are refused with a message
-CONCURRENCY = 1  # generations at a time (the model uses every core)
+CONCURRENCY = 2  # generations at a time, each on cores // CONCURRENCY torch threads (measured:
+# bench/studio_load.py, 4 clients on 2 cores: p95 halves against one at a time on both cores)
 MIDI_SUFFIXES = (".mid", ".midi")
 
 log = logging.getLogger("mtvae.studio")
