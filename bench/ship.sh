@@ -4,7 +4,8 @@
 # sessions (`--resume`); runs live in runs/ (git-ignored). One core per job: two PyTorch
 # processes that each use every core slow each other down many times over.
 #
-#   bash bench/ship.sh prepare | shapes | train [MINUTES] [THREADS] | export | evaluate | card | finetune
+#   bash bench/ship.sh prepare | shapes | train [MINUTES] [THREADS] | export [DIR] | evaluate [MODEL]
+#                      | card | finetune
 set -e
 cd "$(dirname "$0")/.."
 M=".venv/bin/python -m mtvae"
@@ -29,13 +30,15 @@ train)  # the shipped run continues runs/cmp_compact (a copy made once: cp -a ru
   [ -d runs/ship ] || cp -a runs/cmp_compact runs/ship
   OMP_NUM_THREADS=${3:-2} $M train data/ship --out runs/ship --resume --max-minutes "${2:-60}" \
     --patience 30 --quiet ;;
-export)
+export)  # [DIR]: a candidate folder to evaluate first (default: the shipped folder itself)
   OMP_NUM_THREADS=2 $M prior runs/ship data/ship --quiet
-  rm -rf src/mtvae/pretrained && $M export runs/ship src/mtvae/pretrained ;;
-evaluate)  # each corpus's test split, prior samples of its genre
-  for g in pop chorale folk; do
-    $M evaluate pretrained data/ship --genre "$g" --json "bench/results/ship_eval_$g.json" --quiet
-  done ;;
+  rm -rf "${2:-src/mtvae/pretrained}" && $M export runs/ship "${2:-src/mtvae/pretrained}" ;;
+evaluate)  # [MODEL]: each corpus's test split, prior samples of its genre; pop on one core,
+  # chorale then folk on the other
+  model=${2:-pretrained}
+  ev() { one "$1" $M evaluate "$model" data/ship --genre "$2" \
+           --json "bench/results/ship_eval_$2.json" --quiet; }
+  ev 0 pop & (ev 1 chorale; ev 1 folk) & wait ;;
 card)
   .venv/bin/python bench/model_card.py --train-run runs/ship --model src/mtvae/pretrained \
     --eval pop=bench/results/ship_eval_pop.json --eval chorale=bench/results/ship_eval_chorale.json \
@@ -49,5 +52,5 @@ finetune)  # 10 CPU-minutes on Aird's Airs from the shipped model, and from scra
         --json "bench/results/finetune_$1.json" --quiet
       one "$2" $M sample "runs/ft_$1" --genre airs --bars 8 --n 2 --seed 0 --out "out/ft_$1" ) &
   done; wait ;;
-*) sed -n 2,7p "$0"; exit 2 ;;
+*) sed -n 2,8p "$0"; exit 2 ;;
 esac
