@@ -204,7 +204,7 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.step, disable=self.quiet or not self.is_main,
                    unit="step", dynamic_ncols=True)
         tokens, tick, stopped = 0, time.time(), "max_steps"
-        last = {}
+        last, first = {}, self.step
         while self.step < t.max_steps:
             last = self.train_step()
             tokens += last["tokens"]
@@ -221,6 +221,11 @@ class Trainer:
                 self.write_metrics(row)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", kl=f"{last['kl']:.2f}",
                                 tok_s=f"{rate:.0f}")
+                if max_minutes is not None and self.step > first:  # the steps time allows
+                    per_step = (time.time() - start) / (self.step - first)
+                    left = max(60 * max_minutes - (time.time() - start), 0.0)
+                    bar.total = min(t.max_steps, self.step + int(left / per_step) + 1)
+                    bar.refresh()
                 if self.quiet:
                     self.log(f"step {self.step} loss {last['loss']:.4f} ce {last['ce']:.4f} "
                              f"kl {last['kl']:.3f} tok/s {rate:.0f}")
@@ -232,6 +237,8 @@ class Trainer:
             if out_of_time:
                 stopped = "max_minutes"
                 break
+        if max_minutes is not None and bar.total is not None and bar.n > bar.total:
+            bar.total = bar.n  # a late estimate
         bar.close()
         return {"steps": self.step, "stopped": stopped, "best_val_loss": self.best,
                 "best_val_bits_per_token": self.best / math.log(2)}
