@@ -95,11 +95,13 @@ def main() -> None:
         th.join()
     wall = time.monotonic() - t0
     demo.close()
+    sizes = demo.studio.batcher.sizes
     p50, p95, p99 = (percentile(latencies, q) for q in (0.5, 0.95, 0.99))
     row = {"clients": args.clients, "concurrency": concurrency, "seconds": args.seconds, "wall_s": wall, "bars": args.bars,
            "served": len(latencies), "errors": len(errors), "error_examples": errors[:5],
            "requests_per_s": len(latencies) / wall, "p50_s": p50, "p95_s": p95, "p99_s": p99,
            "max_s": max(latencies, default=float("nan")),
+           "batches": len(sizes), "pieces_per_batch": statistics.mean(sizes) if sizes else 0,
            "mean_s": statistics.mean(latencies) if latencies else float("nan")}
     print(f"{args.run_dir}: {args.clients} clients x {args.seconds:.0f} s, {args.bars}-bar samples "
           f"({genre}), {os.cpu_count()} cores, {concurrency} generation(s) at a time\n")
@@ -107,6 +109,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {args.clients} | {row['served']} | {row['errors']} | {row['requests_per_s']:.2f} | "
           f"{p50:.2f} | {p95:.2f} | {p99:.2f} | {row['max_s']:.2f} |")
+    print(f"\n{len(sizes)} batches, {row['pieces_per_batch']:.2f} pieces per batch")
     ok = row["errors"] == 0 and p95 < TARGET_P95_S
     print(f"\ntarget: 0 errors and p95 under {TARGET_P95_S:.0f} s: {'met' if ok else 'NOT met'}")
     out = Path(args.json)

@@ -59,3 +59,51 @@ def test_pieces_are_kept_with_their_files_and_capped(st, nottingham, monkeypatch
     assert len(pieces) == 4 and pieces[0].name == "2. interpolate"  # the oldest went
     piece, pieces = st.sample(pieces, None, 1, None, "", "", seed=4)
     assert [p.name for p in pieces] == ["3. interpolate", "4. sample", "5. sample", "6. sample"]
+
+
+def test_samples_of_several_tabs_share_a_batch_and_keep_their_own_music(tiny_run):
+    """Four tabs ask at once: their pieces come out of fewer decodes than requests, each the
+    very piece its settings make alone; settings that differ never share a batch; a failure
+    reaches every request of its batch."""
+    import threading
+
+    vae = MusicVAE.load(tiny_run)
+    alone = {seed: vae.sample(bars=2, seed=seed, top_k=40) for seed in range(4)}
+    batches = []
+    decode = vae.decode
+
+    def counting(plans, sampling):
+        batches.append((len(plans), sampling.temperature))
+        return decode(plans, sampling)
+
+    vae.decode = counting
+    b = S.Batcher(vae, max_pieces=4, wait_s=0.3)
+    got, errors = {}, []
+
+    def ask(seed, temperature=1.0):
+        try:
+            plans, s = vae.sample_plans(bars=2, seed=seed, top_k=40, temperature=temperature)
+            got[(seed, temperature)] = b.decode(plans, s)[0]
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(4)]
+    threads.append(threading.Thread(target=ask, args=(9, 0.5)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    for seed in range(4):
+        assert got[(seed, 1.0)].dumps_midi() == alone[seed].dumps_midi(), seed
+    assert sum(n for n, _ in batches) == 5 and len(batches) < 5
+    assert all(n == 1 for n, t in batches if t == 0.5)  # its own batch
+
+    def broken(plans, sampling):
+        raise RuntimeError("no")
+
+    vae.decode = broken
+    with pytest.raises(RuntimeError, match="no"):
+        ask_plans, s = vae.sample_plans(bars=2, seed=1)
+        b.decode(ask_plans, s)
+    assert not b.busy and not b.pending

@@ -293,6 +293,17 @@ class MusicVAE:
         most common). ``coherence``: the share of each bar latent's variance that all bars of
         a piece share (0: independent bars, as in training; 1: one latent for every bar).
         Returns a Score (n=1) or a list of n Scores."""
+        plans, sampling = self.sample_plans(bars, n, genre, rhythm, polyphony, meter, coherence,
+                                            sampling, **sampling_fields)
+        scores = self.decode(plans, sampling)
+        return scores[0] if len(scores) == 1 else scores
+
+    def sample_plans(self, bars: int = 16, n: int = 1, genre: str | None = None, rhythm=None,
+                     polyphony=None, meter: str | None = None, coherence: float = 0.0,
+                     sampling: Sampling | None = None,
+                     **sampling_fields) -> tuple[list[Plan], Sampling]:
+        """What ``sample`` decodes: one plan per piece (each with its own seed, so plans of
+        several calls may be decoded together, as the studio does) and the sampling."""
         bars = V.bars(bars)
         ts = self.timesig_id(meter if meter is not None else self.default_meter())
         n = V.integer("n", n, 1, V.MAX_PIECES)
@@ -307,8 +318,7 @@ class MusicVAE:
             p = self._per_bar(polyphony, bars, rng, "polyphony")
             cond = self.conditions(self._z_prior(bars, seed + i, coherence, r, p, g), r, p, g)
             plans.append(Plan(cond, bars, seed=seed + i, timesigs=[ts]))
-        scores = self.decode(plans, sampling)
-        return scores[0] if n == 1 else scores
+        return plans, sampling
 
     def prompt_context_tokens(self) -> int:
         """How much of a prompt the model reads: four times what its memories can hold."""

@@ -65,15 +65,17 @@ def piano_roll(score: symusic.Score, path: str | Path, title: str = "",
     """Draw the notes, one colour per track, bar lines in grey; ``shade``: bar ranges
     [(start, stop)], numbered from 0, drawn on a tinted background (e.g. infilled bars)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import PolyCollection
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    # a Figure of its own, not pyplot's global ones: the studio draws in several threads
     tpq = score.ticks_per_quarter
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    colours = plt.get_cmap("tab10")
+    fig = Figure(figsize=(12, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    colours = matplotlib.colormaps["tab10"]
     handles = []
     for k, track in enumerate(t for t in score.tracks if t.note_num()):
         c = colours(k % 10)
@@ -104,7 +106,6 @@ def piano_roll(score: symusic.Score, path: str | Path, title: str = "",
     ax.set_title(title or "piano roll", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
 
 
 def synthesize(score: symusic.Score, rate: int = 22050) -> np.ndarray:

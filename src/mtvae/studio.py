@@ -7,8 +7,9 @@ and kept in this tab's list of results, from which any piece can be played again
 as a song to edit.
 
 As a server: the model is loaded once; every generation runs in Gradio's worker threads
-behind one queue (``QUEUE_SIZE`` waiting at most, ``CONCURRENCY`` at a time), never on the
-event loop; each browser tab has its own results (``gr.State``); uploads are refused above
+behind one queue (``QUEUE_SIZE`` waiting at most), never on the event loop: Sample requests of
+all tabs are decoded together in batches of up to ``MAX_BATCH`` pieces (``Batcher``; each
+piece as it would come out alone), the other tasks ``CONCURRENCY`` at a time; each browser tab has its own results (``gr.State``); uploads are refused above
 ``MAX_UPLOAD_BYTES``, when they are not MIDI, or when mtvae cannot read them, with one line on
 the page; bars and pieces per request are bounded (``MAX_BARS``, ``MAX_STEPS``).
 """
@@ -19,6 +20,8 @@ import logging
 import os
 import re
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +34,14 @@ MAX_BARS = 32  # bars per request (sample, continue, interpolate)
 MAX_STEPS = 8  # interpolation steps per request
 MAX_RESULTS = 40  # results kept per tab (the oldest go)
 QUEUE_SIZE = 16  # requests waiting, all tabs together; more are refused with a message
-CONCURRENCY = 2  # generations at a time, each on cores // CONCURRENCY torch threads (measured:
-# bench/studio_load.py, 4 clients on 2 cores: p95 halves against one at a time on both cores)
+CONCURRENCY = 2  # generations at a time besides samples' batches; each on cores // CONCURRENCY
+# torch threads (one on 2 cores: a decode on 2 threads while a piece is rendered beside it
+# waits on its descheduled thread; bench/studio_load.py: 1.7x the pieces served)
+MAX_BATCH = 4  # pieces of several tabs' Sample requests decoded as one batch
+BATCH_WAIT_S = 0.05  # a batch waits this long for companions before it starts, and ...
+BATCH_LINGER_S = 1.0  # ... up to this long while pieces of other requests are being drawn
+BATCH_RETURN_S = 0.3  # or were drawn this recently (their tabs ask again in a moment: under
+# load the batches fill up; a lone request waits only BATCH_WAIT_S)
 MIDI_SUFFIXES = (".mid", ".midi")
 
 log = logging.getLogger("mtvae.studio")
@@ -50,12 +59,120 @@ class Piece:
     how: str
 
 
+class Batcher:
+    """Sample requests of several tabs decoded together: pieces decode as one batch almost as
+    fast as one alone (a step reads the weights once for every row), so under load pieces
+    come out sooner than one request after another. Each piece keeps its own seed (its own
+    random streams); requests wait for the batch in progress, then ``wait_s`` for companions,
+    longer (up to ``linger_s``) while other requests' pieces are being drawn (``drawing``),
+    and only requests with the same sampling settings share a batch. The first waiting thread
+    decodes the batch for all of them (no thread of its own)."""
+
+    def __init__(self, vae: MusicVAE, max_pieces: int = MAX_BATCH, wait_s: float = BATCH_WAIT_S,
+                 linger_s: float = BATCH_LINGER_S):
+        self.vae, self.max_pieces = vae, max_pieces
+        self.wait_s, self.linger_s = wait_s, linger_s
+        self.cond = threading.Condition()
+        self.pending: list[dict] = []
+        self.busy = False
+        self.drawing = 0  # requests whose pieces are being rendered (they will be back)
+        self.drawn_at = -1e9  # when the last one was rendered
+        self.sizes: list[int] = []  # pieces per batch decoded so far (bench/studio_load.py)
+
+    def draw(self):
+        """A context for rendering a decoded piece: batches wait for such requests."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def ctx():
+            with self.cond:
+                self.drawing += 1
+            try:
+                yield
+            finally:
+                with self.cond:
+                    self.drawing -= 1
+                    self.drawn_at = time.monotonic()
+                    self.cond.notify_all()
+        return ctx()
+
+    def _gather(self) -> None:
+        """(Holding the lock) wait for companions: ``wait_s``, then while requests are being
+        drawn (or were, within ``BATCH_RETURN_S``) and the batch is not full, up to
+        ``linger_s`` in all."""
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            waited = now - start
+            full = sum(len(j["plans"]) for j in self.pending) >= self.max_pieces
+            coming = self.drawing or now - self.drawn_at < BATCH_RETURN_S
+            if full or waited >= self.linger_s or (waited >= self.wait_s and not coming):
+                return
+            self.cond.wait(max(self.wait_s - waited, 0.01) if waited < self.wait_s else 0.02)
+
+    @staticmethod
+    def key(s) -> tuple:
+        return (s.temperature, s.top_k, s.top_p, s.guidance, s.max_bar_tokens)
+
+    def decode(self, plans: list, sampling) -> list:
+        job = {"key": self.key(sampling), "plans": plans, "sampling": sampling,
+               "done": False}
+        with self.cond:
+            self.pending.append(job)
+            self.cond.notify_all()
+            while not job["done"]:
+                if self.busy:
+                    self.cond.wait()
+                    continue
+                if not self.pending:  # (never: a job leaves pending only into a batch)
+                    raise RuntimeError("a sample request was lost")
+                self.busy = True  # this thread decodes the next batch (maybe not its own)
+                self._gather()
+                batch = self._take()
+                self.cond.release()
+                try:
+                    self._run(batch)
+                finally:
+                    self.cond.acquire()
+                    self.busy = False
+                    self.cond.notify_all()
+        if "error" in job:
+            raise job["error"]
+        return job["scores"]
+
+    def _take(self) -> list[dict]:
+        """The oldest job and the jobs after it with its settings, up to max_pieces plans."""
+        first = self.pending[0]
+        batch, n = [], 0
+        for job in list(self.pending):
+            if job["key"] == first["key"] and (not batch or n + len(job["plans"]) <= self.max_pieces):
+                batch.append(job)
+                n += len(job["plans"])
+                self.pending.remove(job)
+        return batch
+
+    def _run(self, batch: list[dict]) -> None:
+        try:
+            self.sizes.append(sum(len(job["plans"]) for job in batch))
+            scores = self.vae.decode([p for job in batch for p in job["plans"]],
+                                     batch[0]["sampling"])
+            for job in batch:
+                job["scores"], scores = scores[:len(job["plans"])], scores[len(job["plans"]):]
+        except BaseException as e:  # noqa: BLE001 - every waiting request gets the failure
+            for job in batch:
+                job["error"] = e
+        finally:
+            for job in batch:
+                job["done"] = True
+
+
 class Studio:
     """What the page calls: each method takes the form's values and this tab's pieces, and
     returns the new piece and the new list (``UserError`` for anything the user can fix)."""
 
     def __init__(self, vae: MusicVAE, workdir: str | os.PathLike):
         self.vae = vae
+        self.batcher = Batcher(vae)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -132,11 +249,14 @@ class Studio:
     # ------------------------------------------------------------------ tasks
     def sample(self, pieces, genre, bars, meter, rhythm, polyphony, **s):
         bars = self.bars(bars)
-        score = self.vae.sample(bars=bars, genre=genre or None, meter=meter or None,
-                                rhythm=self.curve(rhythm, "rhythm"),
-                                polyphony=self.curve(polyphony, "polyphony"), **s)
-        return self.keep(score, f"sample: {bars} bars, {genre or 'any genre'}, {meter or 'default meter'}",
-                         pieces)
+        plans, sampling = self.vae.sample_plans(bars=bars, genre=genre or None,
+                                                meter=meter or None,
+                                                rhythm=self.curve(rhythm, "rhythm"),
+                                                polyphony=self.curve(polyphony, "polyphony"), **s)
+        score = self.batcher.decode(plans, sampling)[0]
+        with self.batcher.draw():
+            return self.keep(score, f"sample: {bars} bars, {genre or 'any genre'}, "
+                             f"{meter or 'default meter'}", pieces)
 
     def continue_(self, pieces, song, bars, **s):
         song, enc = self.song(song)
@@ -297,8 +417,10 @@ def build(vae: MusicVAE, workdir: str | os.PathLike | None = None,
                     as_other = gr.Button("Use as second song", size="sm")
         outputs = [pieces, results, roll, audio, midi, info]
         run = dict(outputs=outputs, concurrency_id="model", concurrency_limit=concurrency)
+        # samples of several tabs wait together for one batch (Batcher)
         sample_btn.click(task(studio.sample), common + [genre, bars, meter, rhythm, poly],
-                         api_name="sample", **run)
+                         api_name="sample", outputs=outputs, concurrency_id="sample",
+                         concurrency_limit=MAX_BATCH)
         cont_btn.click(task(studio.continue_), common + [song, cont_bars], api_name="continue",
                        **run)
         def infill(p, s, r, use, o, **kw):
