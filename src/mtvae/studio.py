@@ -9,7 +9,8 @@ as a song to edit.
 As a server: the model is loaded once; every generation runs in Gradio's worker threads
 behind one queue (``QUEUE_SIZE`` waiting at most), never on the event loop: Sample requests of
 all tabs are decoded together in batches of up to ``MAX_BATCH`` pieces (``Batcher``; each
-piece as it would come out alone), the other tasks ``CONCURRENCY`` at a time; each browser tab has its own results (``gr.State``); uploads are refused above
+piece as it would come out alone), the other tasks ``CONCURRENCY`` at a time; each browser
+tab has its own results (``gr.State``); uploads are refused above
 ``MAX_UPLOAD_BYTES``, when they are not MIDI, or when mtvae cannot read them, with one line on
 the page; bars and pieces per request are bounded (``MAX_BARS``, ``MAX_STEPS``).
 """
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,22 +81,18 @@ class Batcher:
         self.drawn_at = -1e9  # when the last one was rendered
         self.sizes: list[int] = []  # pieces per batch decoded so far (bench/studio_load.py)
 
+    @contextmanager
     def draw(self):
         """A context for rendering a decoded piece: batches wait for such requests."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def ctx():
+        with self.cond:
+            self.drawing += 1
+        try:
+            yield
+        finally:
             with self.cond:
-                self.drawing += 1
-            try:
-                yield
-            finally:
-                with self.cond:
-                    self.drawing -= 1
-                    self.drawn_at = time.monotonic()
-                    self.cond.notify_all()
-        return ctx()
+                self.drawing -= 1
+                self.drawn_at = time.monotonic()
+                self.cond.notify_all()
 
     def _gather(self) -> None:
         """(Holding the lock) wait for companions: ``wait_s``, then while requests are being
