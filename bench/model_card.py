@@ -78,7 +78,7 @@ def f3(x) -> str:
 
 
 def card(train_run: Path, model: Path, evals: dict[str, dict], curve_rel: str | None,
-         weaknesses: list[str] = ()) -> str:
+         weaknesses: list[str] = (), notes: list[str] = ()) -> str:
     run = RunDir(train_run)
     rows = run.metrics()
     cfg = RunDir(model).config
@@ -125,7 +125,8 @@ def card(train_run: Path, model: Path, evals: dict[str, dict], curve_rel: str | 
           f"steps; β warm-up over {t.beta_warmup_steps} steps, free bits {t.free_bits:g}.",
           f"- Best validation ELBO {float(best['bits_per_token']):.3f} bits per token at step "
           f"{best['step']} (the weights shipped); last validation "
-          f"{float(val[-1]['bits_per_token']):.3f} at step {val[-1]['step']}.", ""]
+          f"{float(val[-1]['bits_per_token']):.3f} at step {val[-1]['step']}."]
+    L += [f"- {n}" for n in notes] + [""]
     if curve_rel:
         L += [f"![learning curve]({curve_rel})", ""]
     L += ["## Evaluation (`mtvae evaluate`, each corpus's test split)", "",
@@ -190,6 +191,49 @@ def card(train_run: Path, model: Path, evals: dict[str, dict], curve_rel: str | 
     return "\n".join(L)
 
 
+def results_table(evals: dict[str, dict]) -> str:
+    """docs/RESULTS.md's table of the shipped model (the same JSON as the card)."""
+    names = list(evals)
+    L = ["| figure | " + " | ".join(names) + " | target |", "|---|" + "---:|" * len(names) + "---|"]
+
+    def row(label, fn, target=""):
+        L.append(f"| {label} | " + " | ".join(fn(evals[n]) for n in names) + f" | {target} |")
+
+    def trio(e, key):
+        r = e["reconstruction"][key]
+        return " / ".join(f3(r[k]) for k in ("chroma", "groove", "note_f1"))
+
+    def overlap(e, who):
+        v = [x["overlap"] for x in e["music_statistics"][who].values()]
+        return f"{f3(min(v))} · {f3(sum(v) / len(v))}"
+
+    row("test tokens", lambda e: f"{e['likelihood']['tokens']:,}")
+    row("ELBO bits/token · with the learnt prior", lambda e: (
+        f"{f3(e['likelihood']['bits_per_token'])} · "
+        f"{f3(e['likelihood']['learnt_prior']['bits_per_token'])}"))
+    row("reconstruction nats/token · KL nats/bar", lambda e: (
+        f"{f3(e['likelihood']['reconstruction_nats_per_token'])} · "
+        f"{e['likelihood']['kl_nats_per_bar']:.1f}"))
+    row("greedy reconstruction chroma / groove / note F1", lambda e: trio(e, "greedy"),
+        "0.85 / 0.85 / 0.5")
+    row("… against the MIDI file's notes", lambda e: trio(e, "greedy_vs_file"))
+    row("… sampled, T = 1", lambda e: trio(e, "sampled"))
+    row("… floor: an unrelated song", lambda e: trio(e, "floor"))
+    row("latent swap (chroma follows the donor)",
+        lambda e: f"{e['reconstruction']['latent_swap']['chroma_follows_donor']:.0%}", "80%")
+    row("control ρ rhythm · polyphony", lambda e: (
+        f"{f3(e['control']['rhythm']['spearman_rho'])} · "
+        f"{f3(e['control']['polyphony']['spearman_rho'])}"), "0.85 · 0.7")
+    row("statistics overlap: lowest · mean", lambda e: overlap(e, "mtvae"), "0.75 · 0.82")
+    row("… the train split's own (ceiling)", lambda e: overlap(e, "train (ceiling)"))
+    row("infilling note F1, gaps " + " / ".join(str(g) for g in evals[names[0]]["infilling"]["gaps"])
+        + " (prior latents)", lambda e: " / ".join(
+            f3(e["infilling"][str(g)]["infill"]["note_f1"]) for g in e["infilling"]["gaps"]))
+    row("longest run copied from train (max tokens)",
+        lambda e: f"{e['memorisation']['longest_copied_run']['max']:.0f}")
+    return "\n".join(L)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-run", type=Path, required=True)
@@ -199,17 +243,24 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--weakness", action="append", default=[],
                     help="a known weakness, in words (figures belong in the tables)")
+    ap.add_argument("--training-note", action="append", default=[],
+                    help="a fact about the training the metrics do not show, in words")
+    ap.add_argument("--results-table", action="store_true",
+                    help="only print docs/RESULTS.md's table of these evaluations")
     a = ap.parse_args()
     evals = {}
     for item in a.eval:
         name, _, path = item.partition("=")
         evals[name] = json.loads(Path(path).read_text())
+    if a.results_table:
+        print(results_table(evals))
+        return
     rel = None
     if a.curve:
         curve(RunDir(a.train_run).metrics(), a.curve)
         out_dir = (a.out or a.model / "MODEL_CARD.md").parent.resolve()
         rel = os.path.relpath(a.curve.resolve(), out_dir)
-    text = card(a.train_run, a.model, evals, rel, a.weakness)
+    text = card(a.train_run, a.model, evals, rel, a.weakness, a.training_note)
     out = a.out or a.model / "MODEL_CARD.md"
     tmp = out.with_suffix(".tmp")
     tmp.write_text(text)

@@ -5,7 +5,7 @@
 # processes that each use every core slow each other down many times over.
 #
 #   bash bench/ship.sh prepare | shapes | train [MINUTES] [THREADS] | export [DIR] | evaluate [MODEL]
-#                      | card | finetune
+#                      | checkpoints [NAME=FOLDER[:last] ...] | table | card | finetune
 set -e
 cd "$(dirname "$0")/.."
 M=".venv/bin/python -m mtvae"
@@ -26,10 +26,12 @@ shapes)  # 50 CPU-minutes each, one core each, the long run's schedule; then 256
     --at-step 300 --json bench/results/shape_train.json
   .venv/bin/python bench/memory_position.py runs/cmp_compact runs/cmp_nocomp --data data/ship \
     --genre pop --length 4096 --json bench/results/memory_position.json ;;
-train)  # the shipped run continues runs/cmp_compact (a copy made once: cp -a runs/cmp_compact runs/ship)
+train)  # the shipped run continues runs/cmp_compact (a copy made once: cp -a runs/cmp_compact runs/ship).
+  # Its cosine schedule was set for 12,000 steps, more than four sessions of this CPU reach; from step
+  # 2,661 (third session) it ends at 7,500, so that the learning rate has decayed by the fourth session's end.
   [ -d runs/ship ] || cp -a runs/cmp_compact runs/ship
   OMP_NUM_THREADS=${3:-2} $M train data/ship --out runs/ship --resume --max-minutes "${2:-60}" \
-    --patience 30 --quiet ;;
+    --max-steps 7500 --patience 30 --quiet ;;
 export)  # [DIR]: a candidate folder to evaluate first (default: the shipped folder itself)
   OMP_NUM_THREADS=2 $M prior runs/ship data/ship --quiet
   rm -rf "${2:-src/mtvae/pretrained}" && $M export runs/ship "${2:-src/mtvae/pretrained}" ;;
@@ -39,6 +41,14 @@ evaluate)  # [MODEL]: each corpus's test split, prior samples of its genre; pop 
   ev() { one "$1" $M evaluate "$model" data/ship --genre "$2" \
            --json "bench/results/ship_eval_$2.json" --quiet; }
   ev 0 pop & (ev 1 chorale; ev 1 folk) & wait ;;
+checkpoints)  # [NAME=FOLDER[:last] ...]: test ELBO of checkpoints side by side (the stopping rule);
+  # runs/ck2661 holds the run's step-2,661 weights (config, tokenizer, model), kept to compare with
+  shift; one 0 .venv/bin/python bench/checkpoint_elbo.py "${@:-shipped=src/mtvae/pretrained}" \
+    --data data/ship --json bench/results/ship_checkpoints.json ;;
+table)  # docs/RESULTS.md's table of the shipped model, from the evaluate JSON
+  .venv/bin/python bench/model_card.py --train-run runs/ship --results-table \
+    --eval pop=bench/results/ship_eval_pop.json --eval chorale=bench/results/ship_eval_chorale.json \
+    --eval folk=bench/results/ship_eval_folk.json ;;
 card)
   .venv/bin/python bench/model_card.py --train-run runs/ship --model src/mtvae/pretrained \
     --eval pop=bench/results/ship_eval_pop.json --eval chorale=bench/results/ship_eval_chorale.json \
