@@ -7,12 +7,15 @@ with the same seed; prints a Markdown table and writes JSON.
         step2661=runs/ship:last --data data/ship --json bench/results/ship_checkpoints.json
 
 FOLDER is a run or an exported model; ``:last`` reads the run's last checkpoint instead of its
-best. The N(0, I) prior: the bound the run's validation reports.
+best. The N(0, I) prior: the bound the run's validation reports. ``--as-genre unknown``: every
+song is given that genre instead of its own (what generation without --genre conditions on);
+rows stay grouped by each song's real genre.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -33,14 +36,20 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--split", default="test")
     ap.add_argument("--max-windows", type=int, default=0, help="per genre; 0 = all")
+    ap.add_argument("--as-genre", metavar="GENRE", help="condition every song on this genre")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data = DataDir(a.data)
-    genre_of = np.asarray(data.split(a.split).genre)
+    store = data.split(a.split)
+    genre_of = np.asarray(store.genre)
     genres = [(g, np.flatnonzero(genre_of == i).tolist()) for i, g in enumerate(data.genres)]
     genres = [(g, s) for g, s in genres if s]
-    out = {"data": str(data), "split": a.split, "max_windows": a.max_windows, "models": {}}
+    if a.as_genre is not None:  # the split's store, once read, is the one likelihood() reads
+        given = np.full_like(genre_of, data.genres.index(a.as_genre))
+        data._splits[a.split] = dataclasses.replace(store, genre=given)
+    out = {"data": str(data), "split": a.split, "max_windows": a.max_windows,
+           "as_genre": a.as_genre, "models": {}}
     for item in a.models:
         name, _, folder = item.partition("=")
         folder, _, which = folder.partition(":")

@@ -29,9 +29,12 @@ shapes)  # 50 CPU-minutes each, one core each, the long run's schedule; then 256
 train)  # the shipped run continues runs/cmp_compact (a copy made once: cp -a runs/cmp_compact runs/ship).
   # Its cosine schedule was set for 12,000 steps, more than four sessions of this CPU reach; from step
   # 2,661 (third session) it ends at 7,500, so that the learning rate has decayed by the fourth session's end.
+  # From step 2,800 a tenth of the windows are given the genre `unknown` (--genre-dropout, the
+  # default of new runs), so that what reconstruct/transfer/continue/infill use without --genre is
+  # trained. `kill PID` (SIGTERM) or Ctrl-C checkpoints the step in progress and stops.
   [ -d runs/ship ] || cp -a runs/cmp_compact runs/ship
   OMP_NUM_THREADS=${3:-2} $M train data/ship --out runs/ship --resume --max-minutes "${2:-60}" \
-    --max-steps 7500 --patience 30 --quiet ;;
+    --max-steps 7500 --genre-dropout 0.1 --patience 30 --quiet ;;
 export)  # [DIR]: a candidate folder to evaluate first (default: the shipped folder itself)
   OMP_NUM_THREADS=2 $M prior runs/ship data/ship --quiet
   rm -rf "${2:-src/mtvae/pretrained}" && $M export runs/ship "${2:-src/mtvae/pretrained}" ;;

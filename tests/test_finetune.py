@@ -10,6 +10,8 @@ from safetensors.torch import load_file
 from mtvae import MusicVAE
 from mtvae.cli import main
 from mtvae.data import DataDir, prepare
+from mtvae.data.tokens import FILL
+from mtvae.data.windows import TrainWindows
 from mtvae.run import RunDir
 from mtvae.train import from_run, load_source_weights
 
@@ -68,9 +70,30 @@ def test_fine_tuning_starts_from_the_source_and_samples_the_new_genre(tiny_run, 
     assert first < float(RunDir(scratch).metrics()[0]["ce"]) - 0.5
     m = MusicVAE.load(run)
     assert "jigs" in m.genres and m.sample(bars=2, genre="jigs", seed=0).note_num() > 0
-    # and it resumes like any run
+    # and it resumes like any run (the share of windows without their genre may change)
+    assert cfg["train"]["genre_dropout"] == 0.1
     assert main(["train", str(jigs), "--out", str(run), "--resume", "--max-steps", "5",
-                 "--quiet"]) == 0
+                 "--genre-dropout", "0.2", "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["genre_dropout"] == 0.2
+
+
+def test_genre_dropout_gives_windows_the_unknown_genre_and_changes_nothing_else(jigs):
+    data = DataDir(jigs)
+    store, jig = data.split("train"), data.genres.index("jigs")
+    assert data.genres[0] == "unknown" and jig > 0
+    fill = data.tokenizer.vocab[FILL]
+    plain = TrainWindows(store, 256, 8, 96, 0, seed=3, infill=0.5, fill_id=fill)
+    dropped = TrainWindows(store, 256, 8, 96, 0, seed=3, infill=0.5, fill_id=fill,
+                           genre_dropout=0.5)
+    unknown = 0
+    for step in range(10):
+        a, b = plain.batch(step), dropped.batch(step)
+        for k in ("inputs", "targets", "bar_idx", "enc_tokens", "rhythm", "polyphony"):
+            assert torch.equal(getattr(a, k), getattr(b, k)), k
+        assert (a.genre == jig).all()
+        assert ((b.genre == jig) | (b.genre == 0)).all()
+        unknown += int((b.genre == 0).sum())
+    assert 20 <= unknown <= 60  # of 80 windows, about half
 
 
 def test_a_foreign_tokenizer_is_one_line_exit_2(tiny_run, jigs, tmp_path, capsys):

@@ -133,6 +133,15 @@ def journal(folder: Path) -> dict | None:
         return None
 
 
+def logged(run_dir: Path, step: int) -> bool:
+    """Whether metrics.csv has the train row of ``step``."""
+    try:
+        text = (run_dir / "metrics.csv").read_text()
+    except FileNotFoundError:
+        return False
+    return f"\n{step},train," in text
+
+
 def journal_step(folder: Path) -> int:
     j = journal(folder)
     return -1 if j is None else int(j["step"])
@@ -143,15 +152,19 @@ def pending_steps(folder: Path) -> list[int]:
     return [int(p.name.rsplit(".", 2)[1]) for p in folder.glob(f".*{ck.PENDING}")]
 
 
-def consistent_step(run_dir: Path) -> int:
+def consistent_step(run_dir: Path, validated: bool = True) -> int:
     """The one step a run folder holds: no temporary files, the journal done, and the training
-    state, the last weights and the journal at the same step."""
+    state, the last weights and the journal at the same step; the best weights of an earlier
+    step (none in a run stopped before its first validation: ``validated=False``)."""
     assert leftovers(run_dir) == []
     j = journal(run_dir)
     assert j is not None and "pending" not in j, j
     state = torch.load(run_dir / R.STATE, map_location="cpu", weights_only=True)["step"]
     with safe_open(str(run_dir / R.LAST), "pt") as f:
         last = int(f.metadata()["step"])
+    if not validated:
+        assert not (run_dir / R.BEST).exists() and state == last == j["step"], (state, last, j)
+        return state
     with safe_open(str(run_dir / R.BEST), "pt") as f:
         best = int(f.metadata()["step"])
     assert state == last == j["step"] and best <= state, (state, last, j, best)
@@ -303,6 +316,41 @@ def test_kill_9_at_any_moment_then_resume_equals_an_uninterrupted_run(tiny_data,
     assert_same_weights(baseline / R.BEST, run_dir / R.BEST)
     assert metrics_rows(baseline) == metrics_rows(run_dir)
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == STEPS
+
+
+def test_ctrl_c_or_sigterm_checkpoints_the_step_then_resume_equals_an_uninterrupted_run(
+        tiny_data, baseline, tmp_path):
+    run_dir = tmp_path / "run"
+    stops = []
+    # signalled as soon as step 1's (then step 10's) metrics are written: between checkpoints
+    # (every 3 steps), the first before any
+    for sig, after in ((signal.SIGINT, 1), (signal.SIGTERM, 10)):
+        # SIGINT as a terminal delivers it, not ignored (see start_prepare)
+        old = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            p = start("train", tiny_data, "--out", run_dir, *TRAIN,
+                      *(["--resume"] if stops else []))
+        finally:
+            signal.signal(signal.SIGINT, old)
+        wait_for(lambda: logged(run_dir, after), p, f"step {after}'s metrics")
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=TIMEOUT)
+        assert p.returncode == 128 + sig, err[-3000:]
+        # the step it was in, finished and checkpointed
+        step = consistent_step(run_dir, validated=journal_step(run_dir) >= 3)
+        assert after <= step < STEPS
+        assert lines(err) == [f"stopped at step {step} by {sig.name}; checkpointed: go on with "
+                              f"'mtvae train {tiny_data} --out {run_dir} --resume'"]
+        assert f"step {step}: {sig.name}, checkpointed" in out
+        stops.append(step)
+    print(f"\nstopped at steps {stops}")
+    assert any(s % 3 for s in stops), "every signal came at a validation step"
+    r = run("train", tiny_data, "--out", run_dir, *TRAIN, "--resume")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert consistent_step(run_dir) == STEPS
+    assert_same_weights(baseline / R.LAST, run_dir / R.LAST)
+    assert_same_weights(baseline / R.BEST, run_dir / R.BEST)
+    assert metrics_rows(baseline) == metrics_rows(run_dir)
 
 
 # ----------------------------------------------------------------------------- 2. commit

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 
 from .config import PRESETS
@@ -44,7 +45,8 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in
                  ("max_steps", "batch_size", "lr", "seed", "patience", "val_every", "segments",
-                  "beta_max", "beta_warmup_steps", "free_bits", "infill", "prior_steps")
+                  "beta_max", "beta_warmup_steps", "free_bits", "infill", "prior_steps",
+                  "genre_dropout")
                  if getattr(args, k) is not None}
     model = {}
     if args.d_latent is not None:
@@ -64,6 +66,11 @@ def _train(args: argparse.Namespace) -> int:
     summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
                     model_overrides=model, init_from=args.init_from, **overrides)
+    if summary.get("stopped") == "interrupted":
+        print(f"stopped at step {summary['steps']} by {signal.Signals(summary['signal']).name}; "
+              f"checkpointed: go on with 'mtvae train {args.data_dir} --out {args.out} --resume'",
+              file=sys.stderr)
+        return 128 + summary["signal"]
     if "best_val_loss" in summary:
         print(f"stopped after {summary['steps']} steps ({summary['stopped']}); best validation "
               f"{summary['best_val_loss']:.4f} nats/token "
@@ -403,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="posterior log-variance at initialisation (negative: z starts narrow)")
     pt.add_argument("--infill", type=float, metavar="P",
                     help="share of training windows arranged for infilling (default 0.5)")
+    pt.add_argument("--genre-dropout", type=float, metavar="P",
+                    help="share of training windows given the genre 'unknown', which is what "
+                         "reconstruct, transfer, continue and infill use without --genre "
+                         "(default 0.1)")
     pt.add_argument("--prior-steps", type=int, metavar="N",
                     help="after training, fit the learnt prior over bar latents for N steps "
                          "(as 'mtvae prior'; 0: none)")

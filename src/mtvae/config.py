@@ -112,6 +112,10 @@ class TrainConfig:
     # share of training windows arranged for infilling (bars before a gap, bars after it,
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
+    # share of training windows whose genre is given as "unknown" (index 0), so that the
+    # embedding used when no genre is asked (reconstruct, transfer, continue, infill without
+    # --genre) is trained too
+    genre_dropout: float = 0.1
     # after training, fit a learnt prior over bar latents (``mtvae prior``) for at most this
     # many steps (0: none; sample then draws from N(0, I) until ``mtvae prior`` is run)
     prior_steps: int = 1500
@@ -142,6 +146,7 @@ class TrainConfig:
         V.number("tempo_jitter", self.tempo_jitter, 0.0, 1.0)
         V.integer("log_every", self.log_every, 1, 10**9)
         V.number("infill", self.infill, 0.0, 1.0)
+        V.number("genre_dropout", self.genre_dropout, 0.0, 1.0)
         V.integer("prior_steps", self.prior_steps, 0, 10**7)
 
 
@@ -232,7 +237,7 @@ class RunConfig:
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
 ADDED_LATER = {"ModelConfig": {"init_logvar": 0.0},
-               "TrainConfig": {"infill": 0.0, "prior_steps": 0}}
+               "TrainConfig": {"infill": 0.0, "prior_steps": 0, "genre_dropout": 0.0}}
 
 # Options that lost and were removed (docs/RESULTS.md, "What was tried"), with the value that
 # means "off": a saved run that has them off loads; one that turned one on is refused.

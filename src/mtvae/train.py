@@ -3,6 +3,7 @@
 AdamW, linear warm-up then cosine decay, gradient clipping, a linear β warm-up with free
 bits, augmentation, truncated back-propagation through memory (inside the model),
 validation every N steps with early stopping, the best model kept, atomic checkpoints,
+Ctrl-C or SIGTERM (one process) finishing the step and checkpointing it before it stops,
 ``--resume`` that continues exactly (step, optimizer, scheduler, RNG, data order), one
 progress bar, ``metrics.csv`` and ``loss.png``. Under ``torchrun`` it runs
 DistributedDataParallel (gloo on CPU, NCCL on GPU) and only rank 0 writes. The run folder's
@@ -15,7 +16,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, replace
@@ -61,6 +64,37 @@ def make_optimizer(model: MTVAE, t: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98))
 
 
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM while training: the step in progress ends, is checkpointed
+    and training stops (``signum`` says which came); a second one stops at once, the last
+    checkpoint kept. A signal the caller ignores (e.g. SIGINT of a background job) stays
+    ignored. Only in the main thread of a single process: under torchrun every rank would have
+    to stop at the same step."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, active: bool = True):
+        self.active, self.signum, self._old = active, None, {}
+
+    def __enter__(self) -> StopRequest:
+        if self.active and threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                old = signal.getsignal(s)
+                if old is not signal.SIG_IGN:
+                    self._old[s] = old
+                    signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
 class Trainer:
     def __init__(self, data: DataDir, run: RunDir, cfg: RunConfig, device: torch.device,
                  quiet: bool):
@@ -96,7 +130,7 @@ class Trainer:
                             "older mtvae): run 'mtvae prepare' again, or pass --infill 0")
         self.windows = TrainWindows(self.train_store, self.length, t.batch_size, m.max_bar_len,
                                     m.pad_id, t.seed, self.rank, self.world, augment,
-                                    t.infill, fill_id)
+                                    t.infill, fill_id, t.genre_dropout)
         self.val_windows = eval_windows(self.val_store, self.length, t.val_windows)
         self.step, self.best, self.bad_rounds, self.history = 0, float("inf"), 0, []
         self.amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
@@ -203,8 +237,19 @@ class Trainer:
         start = time.time()
         bar = tqdm(total=t.max_steps, initial=self.step, disable=self.quiet or not self.is_main,
                    unit="step", dynamic_ncols=True)
-        tokens, tick, stopped = 0, time.time(), "max_steps"
-        last, first = {}, self.step
+        with StopRequest(self.world == 1) as stop:
+            stopped = self._loop(t, max_minutes, bar, start, stop)
+        if max_minutes is not None and bar.total is not None and bar.n > bar.total:
+            bar.total = bar.n  # a late estimate
+        bar.close()
+        out = {"steps": self.step, "stopped": stopped, "best_val_loss": self.best,
+               "best_val_bits_per_token": self.best / math.log(2)}
+        if stop.signum is not None:
+            out["signal"] = int(stop.signum)
+        return out
+
+    def _loop(self, t, max_minutes: float | None, bar, start: float, stop: StopRequest) -> str:
+        tokens, tick, first = 0, time.time(), self.step
         while self.step < t.max_steps:
             last = self.train_step()
             tokens += last["tokens"]
@@ -232,16 +277,15 @@ class Trainer:
             out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
             if self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps:
                 if self.evaluate_and_save(start):
-                    stopped = "early_stopping"
-                    break
+                    return "early_stopping"
             if out_of_time:
-                stopped = "max_minutes"
-                break
-        if max_minutes is not None and bar.total is not None and bar.n > bar.total:
-            bar.total = bar.n  # a late estimate
-        bar.close()
-        return {"steps": self.step, "stopped": stopped, "best_val_loss": self.best,
-                "best_val_bits_per_token": self.best / math.log(2)}
+                return "max_minutes"
+            if stop.signum is not None:  # checkpointed unless the step was just validated
+                if self.step % t.val_every:
+                    self.save(best=False)
+                self.log(f"step {self.step}: {signal.Signals(stop.signum).name}, checkpointed")
+                return "interrupted"
+        return "max_steps"
 
     def evaluate_and_save(self, start: float) -> bool:
         """Validate, keep the best, write checkpoints. True when patience is exhausted."""
@@ -260,7 +304,8 @@ class Trainer:
         return self.bad_rounds >= self.cfg.train.patience
 
 
-RESUMABLE = ("max_steps", "patience", "val_every", "log_every", "prior_steps")  # may change on --resume
+# may change on --resume
+RESUMABLE = ("max_steps", "patience", "val_every", "log_every", "prior_steps", "genre_dropout")
 
 
 def _check_resume(cfg: RunConfig, data: DataDir, run: RunDir, preset, model_overrides: dict,
@@ -270,7 +315,8 @@ def _check_resume(cfg: RunConfig, data: DataDir, run: RunDir, preset, model_over
         if k not in RESUMABLE and getattr(cfg.train, k) != v:
             raise UserError(f"--{k.replace('_', '-')} {v}: a resumed run keeps its saved "
                             f"{k} ({getattr(cfg.train, k)}); only --max-steps, --max-minutes, "
-                            "--patience and --val-every may change")
+                            "--patience, --val-every, --prior-steps and --genre-dropout may "
+                            "change")
     if preset is not None and preset != cfg.train.preset:
         raise UserError(f"--preset {preset}: this run was trained as {cfg.train.preset}")
     for k, v in (model_overrides or {}).items():
@@ -326,8 +372,8 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
           init_from: str | None = None, **train_overrides) -> dict:
     """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json).
 
-    With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every`` may change;
-    any other setting that differs from the saved run is an error (nothing is ignored).
+    With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every``,
+    ``prior_steps`` and ``genre_dropout`` may change; any other setting that differs from the saved run is an error (nothing is ignored).
     ``init_from``: fine-tune, starting from that run's weights (``pretrained``: the shipped
     model); its shape is kept, and β starts at its final value unless told otherwise."""
     data = DataDir(data_dir)
@@ -465,7 +511,8 @@ def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: 
     if rank == 0:
         summary["config"] = asdict(cfg.train)
         run.write_json(R.SUMMARY, summary)
-        if cfg.train.prior_steps > 0 and cfg.model.use_vae and run.has(R.BEST):
+        if (cfg.train.prior_steps > 0 and cfg.model.use_vae and run.has(R.BEST)
+                and summary["stopped"] != "interrupted"):
             from .learnt_prior import fit_prior, prior_config
 
             pc = prior_config(cfg, steps=cfg.train.prior_steps, seed=cfg.train.seed)

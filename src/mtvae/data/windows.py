@@ -114,9 +114,10 @@ def arrange_infill(window: np.ndarray, rel_bars: np.ndarray, bar_ends: np.ndarra
 
 def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len: int,
                  augment: Augmenter | None = None, rng: np.random.Generator | None = None,
-                 infill: float = 0.0, fill_id: int = -1):
+                 infill: float = 0.0, fill_id: int = -1, genre_dropout: float = 0.0):
     """One window of ``length`` input tokens from ``song`` starting at bar ``bar``; with
-    probability ``infill`` arranged for infilling (``arrange_infill``)."""
+    probability ``infill`` arranged for infilling (``arrange_infill``), with probability
+    ``genre_dropout`` given the genre "unknown" (index 0) instead of the song's."""
     ids = np.asarray(store.ids(song))
     bars = np.asarray(store.bars(song))
     rhythm, poly = store.attributes(song)
@@ -139,11 +140,14 @@ def make_example(store: SongStore, song: int, bar: int, length: int, max_bar_len
         if arranged is not None:
             window, bar_of = arranged
             bar_idx = bar_of[:len(window) - 1]
+    genre = int(store.genre[song])
+    if genre_dropout > 0 and rng.random() < genre_dropout:
+        genre = 0
     return {
         "window": window, "bar_idx": bar_idx, "bar_tokens": bar_tokens,
         "rhythm": np.asarray(rhythm[bar:last_bar + 1]),
         "polyphony": np.asarray(poly[bar:last_bar + 1]),
-        "genre": int(store.genre[song]),
+        "genre": genre,
         "fill_id": fill_id,  # never a target: the marker is given, not predicted
     }
 
@@ -198,9 +202,10 @@ class TrainWindows:
 
     def __init__(self, store: SongStore, length: int, batch_size: int, max_bar_len: int,
                  pad_id: int, seed: int = 0, rank: int = 0, world: int = 1,
-                 augment: Augmenter | None = None, infill: float = 0.0, fill_id: int = -1):
+                 augment: Augmenter | None = None, infill: float = 0.0, fill_id: int = -1,
+                 genre_dropout: float = 0.0):
         self.store, self.length, self.batch_size = store, length, batch_size
-        self.infill, self.fill_id = infill, fill_id
+        self.infill, self.fill_id, self.genre_dropout = infill, fill_id, genre_dropout
         self.max_bar_len, self.pad_id, self.seed, self.augment = max_bar_len, pad_id, seed, augment
         self.rank = rank
         self.sampler = DistributedSampler(range(len(store)), num_replicas=world, rank=rank,
@@ -226,7 +231,8 @@ class TrainWindows:
             last = max(int(np.searchsorted(bars, n - self.length - 1, side="right")) - 1, 0)
             bar = int(rng.integers(0, last + 1))
             examples.append(make_example(self.store, song, bar, self.length, self.max_bar_len,
-                                         self.augment, rng, self.infill, self.fill_id))
+                                         self.augment, rng, self.infill, self.fill_id,
+                                         self.genre_dropout))
         return collate(examples, self.length, self.pad_id)
 
 
