@@ -275,13 +275,13 @@ class Trainer:
                     self.log(f"step {self.step} loss {last['loss']:.4f} ce {last['ce']:.4f} "
                              f"kl {last['kl']:.3f} tok/s {rate:.0f}")
             out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
-            if self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps:
-                if self.evaluate_and_save(start):
-                    return "early_stopping"
+            validated = self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps
+            if validated and self.evaluate_and_save(start):
+                return "early_stopping"
             if out_of_time:
                 return "max_minutes"
             if stop.signum is not None:  # checkpointed unless the step was just validated
-                if self.step % t.val_every:
+                if not validated:
                     self.save(best=False)
                 self.log(f"step {self.step}: {signal.Signals(stop.signum).name}, checkpointed")
                 return "interrupted"
@@ -373,7 +373,8 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
     """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json).
 
     With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every``,
-    ``prior_steps`` and ``genre_dropout`` may change; any other setting that differs from the saved run is an error (nothing is ignored).
+    ``prior_steps`` and ``genre_dropout`` may change; any other setting that differs from the
+    saved run is an error (nothing is ignored).
     ``init_from``: fine-tune, starting from that run's weights (``pretrained``: the shipped
     model); its shape is kept, and β starts at its final value unless told otherwise."""
     data = DataDir(data_dir)
