@@ -1,10 +1,11 @@
-"""Test-split ELBO of several checkpoints, side by side, per genre: whether a long run is still
-learning (the shipped run's stopping rule: less than 0.01 bits per token gained per hour).
-Every checkpoint is read on the same windows (all of the split's, or an evenly spaced subset)
-with the same seed; prints a Markdown table and writes JSON.
+"""Validation ELBO of several checkpoints, side by side, per genre, on every window of the
+valid split (the run's own validation reads 64): whether a long run is still learning (the
+shipped run's stopping rule: less than 0.01 bits per token gained per hour). Every checkpoint
+is read on the same windows with the same seed; prints a Markdown table and writes JSON.
 
     .venv/bin/python bench/checkpoint_elbo.py step2000=src/mtvae/pretrained \\
-        step2661=runs/ship:last --data data/ship --json bench/results/ship_checkpoints.json
+        step2661=runs/ck2661 last=runs/ship:last --data data/ship \\
+        --json bench/results/ship_checkpoints.json
 
 FOLDER is a run or an exported model; ``:last`` reads the run's last checkpoint instead of its
 best. The N(0, I) prior: the bound the run's validation reports. ``--as-genre unknown``: every
@@ -34,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", metavar="NAME=FOLDER[:last]")
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--split", default="valid", help="valid (default): the stopping rule's")
     ap.add_argument("--max-windows", type=int, default=0, help="per genre; 0 = all")
     ap.add_argument("--as-genre", metavar="GENRE", help="condition every song on this genre")
     ap.add_argument("--json", type=Path)

@@ -247,10 +247,11 @@ def test_removed_options_are_refused_and_old_runs_still_load(tiny_run, tmp_path,
 
     for k in ("init_logvar",):
         raw["model"].pop(k)
-    for k in ("infill", "prior_steps"):
+    for k in ("infill", "prior_steps", "genre_dropout"):
         raw["train"].pop(k)
     cfg = RunConfig.from_json(json.dumps(raw))
     assert cfg.model.init_logvar == 0.0 and cfg.train.infill == 0.0 and cfg.train.prior_steps == 0
+    assert cfg.train.genre_dropout == 0.0  # runs made before it trained without it
     raw["model"].pop("d_model")  # anything else missing is still refused
     with pytest.raises(UserError, match="missing d_model"):
         RunConfig.from_json(json.dumps(raw))

@@ -65,7 +65,8 @@ def _train(args: argparse.Namespace) -> int:
         model["init_logvar"] = V.number("init_logvar", args.init_logvar, -10.0, 10.0)
     summary = train(args.data_dir, args.out, preset=args.preset, resume=args.resume,
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
-                    model_overrides=model, init_from=args.init_from, **overrides)
+                    model_overrides=model, init_from=args.init_from, stop_on_signal=True,
+                    **overrides)
     if summary.get("stopped") == "interrupted":
         print(f"stopped at step {summary['steps']} by {signal.Signals(summary['signal']).name}; "
               f"checkpointed: go on with 'mtvae train {args.data_dir} --out {args.out} --resume'",
@@ -411,9 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--infill", type=float, metavar="P",
                     help="share of training windows arranged for infilling (default 0.5)")
     pt.add_argument("--genre-dropout", type=float, metavar="P",
-                    help="share of training windows given the genre 'unknown', which is what "
-                         "reconstruct, transfer, continue and infill use without --genre "
-                         "(default 0.1)")
+                    help="share of training windows (and of the learnt prior's) given the "
+                         "genre 'unknown', which is what sample, reconstruct, transfer, continue "
+                         "and infill use without --genre (default 0.1)")
     pt.add_argument("--prior-steps", type=int, metavar="N",
                     help="after training, fit the learnt prior over bar latents for N steps "
                          "(as 'mtvae prior'; 0: none)")

@@ -113,8 +113,8 @@ class TrainConfig:
     # FILL, the gap's bars); 0 in a DATA_DIR prepared before the FILL token existed
     infill: float = 0.5
     # share of training windows whose genre is given as "unknown" (index 0), so that the
-    # embedding used when no genre is asked (reconstruct, transfer, continue, infill without
-    # --genre) is trained too
+    # embedding used when no genre is asked (sample, reconstruct, transfer, continue, infill
+    # without --genre) is trained too, in the model and in the learnt prior
     genre_dropout: float = 0.1
     # after training, fit a learnt prior over bar latents (``mtvae prior``) for at most this
     # many steps (0: none; sample then draws from N(0, I) until ``mtvae prior`` is run)
@@ -172,6 +172,8 @@ class PriorConfig:
     max_songs: int = 1000
     bars_per_song: int = 32
     seed: int = 0
+    # share of training runs of bars given the genre "unknown" (the run's --genre-dropout)
+    genre_dropout: float = 0.0
 
     def __post_init__(self):
         from . import validate as V
@@ -185,6 +187,7 @@ class PriorConfig:
             V.integer(name, getattr(self, name), lo, hi)
         V.number("lr", self.lr, 1e-7, 1.0)
         V.number("dropout", self.dropout, 0.0, 0.9)
+        V.number("genre_dropout", self.genre_dropout, 0.0, 1.0)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -237,7 +240,8 @@ class RunConfig:
 # Fields added after runs were first saved, with the value that reproduces an older run that
 # lacks them; any other missing field is an error.
 ADDED_LATER = {"ModelConfig": {"init_logvar": 0.0},
-               "TrainConfig": {"infill": 0.0, "prior_steps": 0, "genre_dropout": 0.0}}
+               "TrainConfig": {"infill": 0.0, "prior_steps": 0, "genre_dropout": 0.0},
+               "PriorConfig": {"genre_dropout": 0.0}}
 
 # Options that lost and were removed (docs/RESULTS.md, "What was tried"), with the value that
 # means "off": a saved run that has them off loads; one that turned one on is refused.

@@ -87,8 +87,6 @@ def run_demo(out: str | Path, minutes: float = 3.0, source: str = DEMO_SOURCE,
     shutil.rmtree(run, ignore_errors=True)
     summary = train(data, run, init_from=str(model), max_minutes=minutes, val_every=25,
                     seed=seed, prior_steps=prior_steps, batch_size=2, segments=4)
-    if summary["stopped"] == "interrupted":  # Ctrl-C stops the demo, not just its training
-        raise KeyboardInterrupt
     print(f"   {summary['steps']} steps; validation {summary['best_val_bits_per_token']:.3f} "
           "bits per token at best")
     ft = MusicVAE.load(run)

@@ -50,8 +50,10 @@ def encode_songs(model, store: SongStore, songs, progress=None, max_bars: int | 
     return out
 
 
-def _batch(songs: list[dict], n: int, chunk: int, gen: torch.Generator):
-    """``n`` runs of at most ``chunk`` consecutive bars, z drawn from each bar's posterior.
+def _batch(songs: list[dict], n: int, chunk: int, gen: torch.Generator,
+           genre_dropout: float = 0.0):
+    """``n`` runs of at most ``chunk`` consecutive bars, z drawn from each bar's posterior,
+    each given the genre "unknown" (0) instead of its song's with probability ``genre_dropout``.
     Returns z [n, T, D], rhythm, polyphony [n, T], genre [n], mask [n, T]."""
     picks = torch.randint(len(songs), (n,), generator=gen).tolist()
     T = min(chunk, max(len(songs[i]["mu"]) for i in picks))
@@ -66,6 +68,8 @@ def _batch(songs: list[dict], n: int, chunk: int, gen: torch.Generator):
         mu, lv = s["mu"][a:a + k], s["logvar"][a:a + k]
         z[j, :k] = mu + (0.5 * lv).exp() * torch.randn(mu.shape, generator=gen)
         r[j, :k], p[j, :k], g[j], mask[j, :k] = s["rhythm"][a:a + k], s["polyphony"][a:a + k], s["genre"], 1
+    if genre_dropout > 0:
+        g[torch.rand(n, generator=gen) < genre_dropout] = 0
     return z, r, p, g, mask
 
 
@@ -87,7 +91,7 @@ def prior_step(prior, opt, songs: list[dict], pc: PriorConfig, gen: torch.Genera
     """One training step of the prior on a batch of posterior samples; returns its loss
     (mean -log p(z) per bar)."""
     prior.train()
-    z, r, p, g, mask = _batch(songs, pc.batch_size, pc.chunk_bars, gen)
+    z, r, p, g, mask = _batch(songs, pc.batch_size, pc.chunk_bars, gen, pc.genre_dropout)
     loss = prior.nll(z, r, p, g, mask).sum() / mask.sum()
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -117,7 +121,7 @@ def prior_config(cfg: RunConfig, **overrides) -> PriorConfig:
     """The learnt prior's config for a run: its latent size, classes and genres, and a GRU of
     4 units per latent dimension (at least 64: 256 for `small`, 64 for `tiny`)."""
     return PriorConfig(**{"d_latent": cfg.model.d_latent, "n_attr_classes": cfg.model.n_attr_classes,
-                          "n_genres": cfg.model.n_genres,
+                          "n_genres": cfg.model.n_genres, "genre_dropout": cfg.train.genre_dropout,
                           "d_hidden": max(64, 4 * cfg.model.d_latent)} | overrides)
 
 

@@ -64,12 +64,21 @@ def make_optimizer(model: MTVAE, t: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98))
 
 
+def raise_for(signum: int):
+    """What the signal does to a Python program by default: KeyboardInterrupt for SIGINT,
+    exit 128 + N otherwise."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
 class StopRequest:
     """Ctrl-C (SIGINT) or SIGTERM while training: the step in progress ends, is checkpointed
     and training stops (``signum`` says which came); a second one stops at once, the last
     checkpoint kept. A signal the caller ignores (e.g. SIGINT of a background job) stays
-    ignored. Only in the main thread of a single process: under torchrun every rank would have
-    to stop at the same step."""
+    ignored, and so does one whose handler Python cannot restore. Only in the main thread of a
+    single process: under torchrun every rank would have to stop at the same step, so there a
+    signal stops at once as before (the last checkpoint kept)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -80,14 +89,14 @@ class StopRequest:
         if self.active and threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 old = signal.getsignal(s)
-                if old is not signal.SIG_IGN:
+                if old is not None and old is not signal.SIG_IGN:
                     self._old[s] = old
                     signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise_for(signum)
         self.signum = signum
 
     def __exit__(self, *exc) -> None:
@@ -242,8 +251,9 @@ class Trainer:
         if max_minutes is not None and bar.total is not None and bar.n > bar.total:
             bar.total = bar.n  # a late estimate
         bar.close()
-        out = {"steps": self.step, "stopped": stopped, "best_val_loss": self.best,
-               "best_val_bits_per_token": self.best / math.log(2)}
+        best = self.best if math.isfinite(self.best) else None  # None: never validated
+        out = {"steps": self.step, "stopped": stopped, "best_val_loss": best,
+               "best_val_bits_per_token": None if best is None else best / math.log(2)}
         if stop.signum is not None:
             out["signal"] = int(stop.signum)
         return out
@@ -276,15 +286,16 @@ class Trainer:
                              f"kl {last['kl']:.3f} tok/s {rate:.0f}")
             out_of_time = max_minutes is not None and time.time() - start > 60 * max_minutes
             validated = self.step % t.val_every == 0 or out_of_time or self.step == t.max_steps
-            if validated and self.evaluate_and_save(start):
-                return "early_stopping"
-            if out_of_time:
-                return "max_minutes"
+            patience_out = validated and self.evaluate_and_save(start)
             if stop.signum is not None:  # checkpointed unless the step was just validated
                 if not validated:
                     self.save(best=False)
                 self.log(f"step {self.step}: {signal.Signals(stop.signum).name}, checkpointed")
                 return "interrupted"
+            if patience_out:
+                return "early_stopping"
+            if out_of_time:
+                return "max_minutes"
         return "max_steps"
 
     def evaluate_and_save(self, start: float) -> bool:
@@ -369,8 +380,13 @@ def load_source_weights(model: MTVAE, src: RunDir, genres: list[str]) -> None:
 
 def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, device: str = "auto",
           quiet: bool = False, max_minutes: float | None = None, model_overrides: dict | None = None,
-          init_from: str | None = None, **train_overrides) -> dict:
+          init_from: str | None = None, stop_on_signal: bool = False, **train_overrides) -> dict:
     """Train (or resume) a model; returns a summary dict (also in RUN_DIR/summary.json).
+
+    Ctrl-C (SIGINT) or SIGTERM: the step in progress is finished and checkpointed (one
+    process), then KeyboardInterrupt or SystemExit(143) is raised as without it; with
+    ``stop_on_signal`` the summary is returned instead, with ``stopped`` "interrupted" and
+    ``signal`` (the command line's way: one line and exit 128 + N).
 
     With ``resume``, ``max_steps``, ``max_minutes``, ``patience``, ``val_every``,
     ``prior_steps`` and ``genre_dropout`` may change; any other setting that differs from the
@@ -401,8 +417,8 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
     if lock:
         lock.__enter__()
     try:
-        return _train_locked(data, run, preset, resume, dev, quiet, max_minutes,
-                             model_overrides, train_overrides, world, rank, init_from)
+        summary = _train_locked(data, run, preset, resume, dev, quiet, max_minutes,
+                                model_overrides, train_overrides, world, rank, init_from)
     except BaseException:
         if created and rank == 0 and {p.name for p in run_dir.iterdir()} <= {".lock"}:
             shutil.rmtree(run_dir, ignore_errors=True)  # refused before writing: leave nothing
@@ -410,6 +426,9 @@ def train(data_dir, run_dir, preset: str | None = None, resume: bool = False, de
     finally:
         if lock:
             lock.__exit__()
+    if "signal" in summary and not stop_on_signal:
+        raise_for(summary["signal"])
+    return summary
 
 
 def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: bool,
@@ -513,7 +532,7 @@ def _train_locked(data: DataDir, run: RunDir, preset, resume: bool, dev, quiet: 
         summary["config"] = asdict(cfg.train)
         run.write_json(R.SUMMARY, summary)
         if (cfg.train.prior_steps > 0 and cfg.model.use_vae and run.has(R.BEST)
-                and summary["stopped"] != "interrupted"):
+                and "signal" not in summary):
             from .learnt_prior import fit_prior, prior_config
 
             pc = prior_config(cfg, steps=cfg.train.prior_steps, seed=cfg.train.seed)
