@@ -96,10 +96,9 @@ def test_genre_dropout_gives_windows_the_unknown_genre_and_changes_nothing_else(
     assert 20 <= unknown <= 60  # of 80 windows, about half
 
 
-@pytest.mark.parametrize("dropout", [0.0, 1.0])
-def test_training_with_genre_dropout_trains_the_unknown_row(jigs, tmp_path, dropout):
+def test_training_with_genre_dropout_trains_the_unknown_row(jigs, tmp_path, dropout=1.0):
     """The genre rows a run trains: its songs' (dropout 0), or only "unknown" (dropout 1),
-    in the model and in the learnt prior."""
+    in the model and in the learnt prior (dropout 1 here: the run's setting reaches both)."""
     from mtvae.learnt_prior import _batch, encode_songs, prior_config
 
     run = tmp_path / "run"
