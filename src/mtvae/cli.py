@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
                     device=args.device, quiet=args.quiet, max_minutes=args.max_minutes,
                     model_overrides=model, init_from=args.init_from, stop_on_signal=True,
                     **overrides)
-    if summary.get("stopped") == "interrupted":
+    if "signal" in summary:  # stopped by Ctrl-C / SIGTERM, checkpointed
         print(f"stopped at step {summary['steps']} by {signal.Signals(summary['signal']).name}; "
               f"checkpointed: go on with 'mtvae train {args.data_dir} --out {args.out} --resume'",
               file=sys.stderr)
