@@ -5,7 +5,7 @@
 # processes that each use every core slow each other down many times over.
 #
 #   bash bench/ship.sh prepare | shapes | train [MINUTES] [THREADS] | export [DIR] | evaluate [MODEL]
-#                      | checkpoints [NAME=FOLDER[:last] ...] | table | card | finetune
+#                      | checkpoints [NAME=FOLDER[:last] ...] [OPTIONS] | table | card | finetune
 set -e
 cd "$(dirname "$0")/.."
 M=".venv/bin/python -m mtvae"
@@ -46,10 +46,12 @@ evaluate)  # [MODEL]: each corpus's test split, prior samples of its genre; pop 
   ev() { one "$1" $M evaluate "$model" data/ship --genre "$2" \
            --json "bench/results/ship_eval_$2.json" --quiet; }
   ev 0 pop & (ev 1 chorale; ev 1 folk) & wait ;;
-checkpoints)  # [NAME=FOLDER[:last] ...]: valid ELBO of checkpoints side by side (the stopping rule);
-  # runs/ck2661 holds the run's step-2,661 weights (config, tokenizer, model), kept to compare with
-  shift; one 0 .venv/bin/python bench/checkpoint_elbo.py "${@:-shipped=src/mtvae/pretrained}" \
-    --data data/ship --json bench/results/ship_checkpoints.json ;;
+checkpoints)  # [NAME=FOLDER[:last] ...] [--as-genre unknown] [--json FILE]: valid ELBO of
+  # checkpoints side by side, up to 100 windows per genre (the stopping rule); runs/ck2661 holds
+  # the run's step-2,661 weights (config, tokenizer, model), kept to compare with
+  shift; [ $# -gt 0 ] || set -- shipped=src/mtvae/pretrained
+  one 0 .venv/bin/python bench/checkpoint_elbo.py --data data/ship --max-windows 100 \
+    --json bench/results/ship_checkpoints.json "$@" ;;
 table)  # docs/RESULTS.md's table of the shipped model, from the evaluate JSON
   .venv/bin/python bench/model_card.py --train-run runs/ship --results-table \
     --eval pop=bench/results/ship_eval_pop.json --eval chorale=bench/results/ship_eval_chorale.json \
