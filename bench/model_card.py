@@ -127,7 +127,7 @@ def card(train_run: Path, model: Path, evals: dict[str, dict], curve_rel: str | 
           f"(augmented: transposed ±{t.transpose}, tempo jitter {t.tempo_jitter}; "
           f"{t.infill:.0%} of windows arranged for infilling).",
           f"- Hardware: one 2-core x86 CPU (no GPU), {hours:.1f} wall hours in "
-          f"{len(sessions(rows))} sessions, resumed with `--resume`.",
+          f"{len(sessions(rows))} runs of `mtvae train`, each resuming the last (`--resume`).",
           f"- Schedule: AdamW lr {t.lr:g}, cosine to {t.min_lr_ratio:g}× over {t.max_steps} "
           f"steps; β warm-up over {t.beta_warmup_steps} steps, free bits {t.free_bits:g}.",
           f"- Best validation ELBO {float(best['bits_per_token']):.3f} bits per token at step "
