@@ -41,7 +41,8 @@ export)  # [DIR]: a candidate folder to evaluate first (default: the shipped fol
   OMP_NUM_THREADS=2 $M prior runs/ship data/ship --quiet
   rm -rf "${2:-src/mtvae/pretrained}" && $M export runs/ship "${2:-src/mtvae/pretrained}" ;;
 evaluate)  # [MODEL]: each corpus's test split, prior samples of its genre; three one-thread
-  # processes share the two cores (each takes ~18 CPU-minutes: ~28 minutes in all, not 38)
+  # processes share the two cores (each ~18-21 CPU-minutes; 36 minutes in all beside the
+  # checkpoint comparison, against 38 for pop on one core and chorale then folk on the other)
   model=${2:-pretrained}
   ev() { OMP_NUM_THREADS=1 $M evaluate "$model" data/ship --genre "$1" \
            --json "bench/results/ship_eval_$1.json" --quiet; }
